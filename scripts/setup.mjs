@@ -40,7 +40,7 @@ function exists(p) {
   return fs.existsSync(p);
 }
 function which(cmd) {
-  const dirs = (process.env.PATH ?? '').split(':').concat(['/usr/sbin', '/sbin', '/usr/bin', '/bin']);
+  const dirs = (process.env.PATH ?? '').split(':').concat(['/usr/sbin', '/sbin']);
   return dirs.some((d) => d && exists(path.join(d, cmd)));
 }
 function say(msg) {
@@ -48,7 +48,7 @@ function say(msg) {
 }
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
-const isDebian = exists('/etc/debian_version') && which('apt-get');
+const isDebian = exists('/etc/debian_version') && exists('/usr/bin/apt-get');
 
 let missing = PACKAGES.filter((p) => !p.probe());
 
