@@ -1,0 +1,25 @@
+// The sdk's public surface. A plain list: each area adds its own exports.
+export * from './errors.js';
+export * from './model.js';
+export { filter, toDefinition, Filter, Chain } from './dsl/filter.js';
+export type { ChainOptions, SetOptions, FilterContext, FilterOptions, BuildResult, DefinitionLike } from './dsl/filter.js';
+export { match, and, or, not, range, Match } from './dsl/match.js';
+export type { NumSpec, PortSpec, Range, Compare, NumMatcher, PortMatcher, AddrMatcher, MacMatcher, TcpFlagsSpec } from './dsl/match.js';
+export { rule, RuleBuilder } from './dsl/rule.js';
+export type { FinalRule, RuleLike, RuleOptions, LimitOptions, ChainRef } from './dsl/rule.js';
+export { SetRef, MapRef } from './dsl/refs.js';
+export type { SetType, MapOptions } from './dsl/refs.js';
+export { ETHER_TYPES, IP_PROTOCOLS, ICMP_TYPES, ICMPV6_TYPES, TCP_FLAGS } from './dsl/names.js';
+export type { EtherTypeName, ProtocolName } from './dsl/names.js';
+export { validateDefinition, assertValidDefinition } from './dsl/validate.js';
+export type { Problem } from './dsl/validate.js';
+export { parseCidr, canonicalMac } from './addr.js';
+export type { Ipv4Address, Ipv4Cidr, Ipv6Cidr, MacAddress, Cidr, Cidr4, Cidr6 } from './addr.js';
+export { evaluate, EvalState, takeToken } from './evaluate.js';
+export type { EvalOptions, EvalResult, TraceStep, Check, LogEvent, Bucket } from './evaluate.js';
+export { generateCase, generateCases, Rng } from './generate.js';
+export type { GeneratedCase, GenerateOptions } from './generate.js';
+export * from './checksum.js';
+export * from './packet.js';
+export * from './packet-spec.js';
+export * from './packet-gen.js';
