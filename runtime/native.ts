@@ -9,6 +9,11 @@
  *   op:      the libbpf call that failed (e.g. 'bpf_object__load')
  *   program: for a load failure, the program whose load failed (if known)
  *   verifierLog: for a load failure, the whole verifier log of that program
+ *   libbpfLog: for open/load failures, what libbpf printed meanwhile
+ *   updated: for mapUpdateBatch failures, how many elements were updated
+ * Errors in arguments (a bug in the caller) are TypeErrors with op 'argument'.
+ * Map operations check key and value sizes against the map (EINVAL), so a
+ * wrong size is an error, never memory corruption.
  * runtime/errors wraps them into TsbpfError.
  */
 import { createRequire } from 'node:module';
@@ -48,6 +53,8 @@ export interface NativeMapInfo {
   /** BTF type ids of key and value in the object's BTF, 0 when absent. */
   btfKeyTypeId: number;
   btfValueTypeId: number;
+  /** libbpf's internal maps for global data (.bss, .data, .rodata, .kconfig). */
+  internal: boolean;
 }
 
 /** What the kernel reports for any map fd (bpf_map_get_info_by_fd). */
@@ -75,14 +82,23 @@ export interface NativeProgFdInfo {
 export interface OpenOptions {
   /** Object name used by libbpf (defaults to the file name). */
   name?: string;
-  /** For every map: reuse a pinned map at `${pinRoot}/${mapName}` when present (LIBBPF_PIN_BY_NAME semantics). */
+  /**
+   * For every map (global-data maps excepted): reuse a pinned map at
+   * `${pinRoot}/${mapName}` when present. A pinned map of another type, key
+   * or value size, max_entries or flags is an error (op 'bpf_map__reuse_fd').
+   * Nothing is pinned automatically.
+   */
   pinRoot?: string;
 }
 
 export interface LoadOptions {
-  /** Verifier log level for the retry after a failure (1 or 2). Default 1. */
+  /**
+   * Verifier log level. 1 (default): no log on the first attempt, and a
+   * failing program is retried once with level 1 to get its log. 2: every
+   * program loads with level 2 from the start (slower; for debugging).
+   */
   logLevel?: number;
-  /** Log buffer size in bytes for the retry. Default 16 MiB. */
+  /** Log buffer size in bytes per program. Default 16 MiB (only touched when the kernel writes). */
   logSize?: number;
 }
 
@@ -128,6 +144,12 @@ export interface XdpAttachOptions extends NetnsTarget {
   expectedFd?: number;
   /** Fail if a program is attached already (XDP_FLAGS_UPDATE_IF_NOEXIST). Default false. */
   noReplace?: boolean;
+}
+
+export interface XdpAttachResult {
+  ifindex: number;
+  /** The mode the program ended up in (the kernel picks when `mode` is not given). */
+  mode: 'generic' | 'driver' | 'offload';
 }
 
 export interface XdpDetachOptions extends NetnsTarget {
@@ -204,7 +226,7 @@ export interface NativeAddon {
 
   tcAttach(options: TcAttachOptions): TcAttachResult;
   tcDetach(options: TcDetachOptions): void;
-  xdpAttach(options: XdpAttachOptions): void;
+  xdpAttach(options: XdpAttachOptions): XdpAttachResult;
   xdpDetach(options: XdpDetachOptions): void;
   /** Program id attached at XDP on the interface (0 when none). */
   xdpQuery(options: { ifname: string; mode?: 'generic' | 'driver' | 'offload' } & NetnsTarget): number;
@@ -217,6 +239,8 @@ export interface NativeAddon {
   /** Consume what is ready now, synchronously; returns the number of records. */
   ringBufferConsume(rb: NativeRingBufferHandle): number;
   ringBufferClose(rb: NativeRingBufferHandle): void;
+  /** Whether an open ring buffer keeps the event loop alive (default true, like a socket). */
+  ringBufferRef(rb: NativeRingBufferHandle, ref: boolean): void;
 }
 
 let cached: NativeAddon | undefined;

@@ -56,7 +56,11 @@ export class TsbpfError extends Error {
   readonly code: TsbpfErrorCode;
   readonly hint: string | undefined;
   readonly errno: number | undefined;
-  readonly details: Record<string, unknown>;
+  /**
+   * Structured detail (verifier log, program, source position, ...). Not named
+   * `details`: test reporters treat `error.details` as a diff string.
+   */
+  readonly info: Record<string, unknown>;
 
   constructor(code: TsbpfErrorCode, message: string, options: TsbpfErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -64,7 +68,7 @@ export class TsbpfError extends Error {
     this.code = code;
     this.hint = options.hint;
     this.errno = options.errno;
-    this.details = options.details ?? {};
+    this.info = options.details ?? {};
   }
 
   /** Message plus hint, as the CLI prints it. */

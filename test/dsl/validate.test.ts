@@ -203,7 +203,7 @@ test('several problems: the first is thrown, all are listed', () => {
     rule(match.udp.dport(80000)).accept(), // @many2
   ]));
   expectError(e, { marker: 'many1', rule: 'input#0', message: 'port 70000 is out of range (0..65535) (and 1 more problem)' });
-  const all = e.details.problems as string[];
+  const all = e.info.problems as string[];
   assert.is(all.length, 2);
   const p2 = at('many2', 'rule(');
   assert.is(all[1], `${e.source!.file}:${p2.line}:${p2.column}: rule 'input#1': port 80000 is out of range (0..65535)`);

@@ -103,7 +103,7 @@ test('errors inside structs and arrays name the field path', () => {
     () => encode(key, { tuple: { saddr: '10.0.0.1', ports: [80, 70000] }, proto: 6 }),
     /^at 'tuple\.ports\[1\]': be16 value out of range 0\.\.65535 \(got 70000\)$/,
   );
-  assert.is(err.details.path, 'tuple.ports[1]');
+  assert.is(err.info.path, 'tuple.ports[1]');
   throwsLayout(() => encode(key, { tuple: { saddr: '10.0.0.1' }, proto: 6 } as never), /at 'tuple\.ports': missing field/);
   throwsLayout(() => encode(key, { tuple: { saddr: '10.0.0.1', ports: [1, 2] }, proto: 6, prot: 1 } as never), /at 'prot': unknown field; struct has tuple, proto/);
   throwsLayout(() => encode(key, null as never), /expected an object for struct/);

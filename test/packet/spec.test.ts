@@ -106,8 +106,8 @@ function bad(spec: string, message: RegExp, token?: string) {
     if (token !== undefined) {
       const at = spec.indexOf(token);
       assert.is(carets, `  ${' '.repeat(at)}${'^'.repeat(token.length)}`, `caret under '${token}'`);
-      assert.is(err.details.token, token);
-      assert.is(err.details.offset, at);
+      assert.is(err.info.token, token);
+      assert.is(err.info.offset, at);
     }
     assert.ok(err.hint, 'has a hint');
     return;

@@ -1,0 +1,24 @@
+/**
+ * The runtime's public API: load objects into the kernel, attach them, use
+ * their maps, run them on test packets, read their ring buffers, pin state.
+ */
+export { load, type LoadOptions, type LoadSource } from './load.js';
+export { BpfObject, type AnyMaps } from './object.js';
+export { BpfProgram, HOOKS, hooksOf, type Hook, type ProgramInfo } from './program.js';
+export { BpfMap, RawMap, MapTypes, perCpuLayout, possibleCpus, type MapInfo, type MapLayouts, type UpdateFlag } from './map.js';
+export { Attachment, type AttachOptions, type XdpMode } from './attach.js';
+export {
+  decodeSkbContext,
+  encodeSkbContext,
+  testRunProgram,
+  verdictOf,
+  type SkbContext,
+  type TcVerdict,
+  type TestRunOptions,
+  type TestRunResult,
+  type KernelVerdict,
+  type XdpVerdict,
+} from './test-run.js';
+export { RingBuffer, ringBuffer, type RingBufferCallback, type RingBufferOptions } from './ringbuf.js';
+export { checkBpffs, openPinnedMap, type PinSet } from './pin.js';
+export { wrapNative } from './errors.js';
