@@ -2,7 +2,9 @@
  * The runtime's public API: load objects into the kernel, attach them, use
  * their maps, run them on test packets, read their ring buffers, pin state.
  */
-export { load, type LoadOptions, type LoadSource } from './load.js';
+export { load } from './entry.js';
+export { type LoadOptions, type LoadSource } from './load.js';
+export { loadFilter, LoadedFilter, FilterSet, type LoadFilterOptions, type FilterAttachOptions, type FilterTestRun, type RuleCounter, type FilterLogEvent } from './filter.js';
 export { BpfObject, type AnyMaps } from './object.js';
 export { BpfProgram, HOOKS, hooksOf, type Hook, type ProgramInfo } from './program.js';
 export { BpfMap, RawMap, MapTypes, perCpuLayout, possibleCpus, type MapInfo, type MapLayouts, type UpdateFlag } from './map.js';

@@ -1,0 +1,147 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { HOOKS, type Hook } from '../../sdk/model.js';
+import { TsbpfError } from '../../sdk/errors.js';
+import { load } from '../../runtime/entry.js';
+import type { Attachment } from '../../runtime/attach.js';
+import type { Command } from '../command.js';
+import { oneFilterOf } from '../definitions.js';
+import { removePins } from '../pins.js';
+import { DEFAULT_PIN_BASE, readRecord, saveRecord, type AttachRecord, type LoadRecord } from '../state.js';
+
+export function parseHook(value: string | undefined): Hook {
+  if (!value || !(HOOKS as readonly string[]).includes(value)) {
+    throw new TsbpfError('INVALID_ARGUMENT', `--hook must be one of ${HOOKS.join(', ')}${value ? ` (got '${value}')` : ''}`);
+  }
+  return value as Hook;
+}
+
+export function parseIntOption(name: string, value: string | undefined, min: number, max: number): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min || n > max) throw new TsbpfError('INVALID_ARGUMENT', `--${name} must be an integer ${min}..${max} (got '${value}')`);
+  return n;
+}
+
+export const loadCommand: Command = {
+  name: 'load',
+  summary: 'compile (for .ts), load, attach and pin a filter or BPF object',
+  usage: [
+    'usage: tsbpf load FILE.ts|FILE.o --hook H --ifname IF [--netns NS] [--pin DIR]',
+    '                  [--export NAME] [--program NAME] [--priority N] [--mode generic|driver]',
+    '',
+    `  --hook H      ${HOOKS.join(' | ')}`,
+    '  --ifname IF   interface to attach to',
+    '  --netns NS    network namespace (a name in /var/run/netns or a path like /proc/PID/ns/net)',
+    `  --pin DIR     pin maps and programs here (default ${DEFAULT_PIN_BASE}/NAME); loading again`,
+    '                into the same DIR replaces the program atomically and keeps the maps',
+    '  --program     for an object file with several programs: the one to attach',
+    '',
+    'The program stays attached after tsbpf exits; remove it with tsbpf detach.',
+  ].join('\n'),
+  async run(argv, io) {
+    const { values, positionals } = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        hook: { type: 'string' },
+        ifname: { type: 'string' },
+        netns: { type: 'string' },
+        pin: { type: 'string' },
+        export: { type: 'string' },
+        program: { type: 'string' },
+        priority: { type: 'string' },
+        mode: { type: 'string' },
+      },
+    });
+    const file = positionals[0];
+    if (!file || !values.ifname) {
+      io.err(this.usage);
+      return 2;
+    }
+    const hook = parseHook(values.hook);
+    const priority = parseIntOption('priority', values.priority, 1, 65535);
+    const mode = values.mode as 'generic' | 'driver' | undefined;
+    if (mode && mode !== 'generic' && mode !== 'driver') throw new TsbpfError('INVALID_ARGUMENT', `--mode must be generic or driver (got '${mode}')`);
+    if (!existsSync(file)) throw new TsbpfError('OBJECT_NOT_FOUND', `no such file: ${file}`);
+
+    const isObject = file.endsWith('.o');
+    let name: string;
+    let rules: LoadRecord['rules'] = [];
+    const found = isObject ? undefined : await oneFilterOf(file, values.export);
+    if (found) name = found.filter.toModel().name;
+    else name = path.basename(file).replace(/\.o$/, '');
+    const pinDir = path.resolve(values.pin ?? path.join(DEFAULT_PIN_BASE, name));
+    const previous = readRecord(pinDir);
+    const reuse = existsSync(pinDir) ? { pinRoot: pinDir } : {};
+
+    let attachment: Attachment;
+    let close: () => void;
+    let pin: (dir: string) => void;
+    const step = io.step(isObject ? `loading ${file}` : `compiling and loading ${name}`);
+    if (isObject) {
+      const obj = load(file, reuse);
+      close = () => obj.close();
+      pin = (d) => obj.pin(d);
+      step(`${Object.keys(obj.programs).length} programs`);
+      attachment = attachWith(previous, hook, values.ifname, values.netns, priority, mode, (o) => obj.attach({ ...o, ...(values.program ? { program: values.program } : {}) }));
+    } else {
+      const f = load(found!.filter, reuse);
+      close = () => f.close();
+      pin = (d) => f.pin(d);
+      rules = f.compiled.ruleTable.map((r) => ({ id: r.id, name: r.name, chain: r.chain, text: r.text }));
+      step(`${f.compiled.programs.length} programs, ${rules.length} rules${f.compiled.cached ? ' (clang cached)' : ''}`);
+      attachment = attachWith(previous, hook, values.ifname, values.netns, priority, mode, (o) => f.attach(o));
+    }
+    try {
+      // Maps reused from the old pins stay referenced by the new object while re-pinning.
+      removePins(pinDir);
+      pin(pinDir);
+      const record: LoadRecord = {
+        name,
+        pinDir,
+        source: path.resolve(file),
+        attachments: [
+          ...(previous?.attachments ?? []).filter((a) => !samePlace(a, attachment)),
+          {
+            hook,
+            ifname: attachment.ifname,
+            ...(attachment.netns ? { netns: attachment.netns } : {}),
+            program: attachment.program.name,
+            ...(attachment.priority !== undefined ? { priority: attachment.priority } : {}),
+            ...(attachment.handle !== undefined ? { handle: attachment.handle } : {}),
+            ...(attachment.mode ? { mode: attachment.mode } : {}),
+          },
+        ],
+        rules,
+        loadedAt: new Date().toISOString(),
+      };
+      saveRecord(record);
+      io.out(`${name}: ${previous ? 'replaced' : 'attached'} at ${attachment.where}; pinned at ${pinDir}`);
+    } catch (e) {
+      attachment.detach();
+      throw e;
+    } finally {
+      close();
+    }
+    return 0;
+  },
+};
+
+function samePlace(a: AttachRecord, b: Attachment): boolean {
+  return a.hook === b.hook && a.ifname === b.ifname && (a.netns ?? '') === (b.netns ?? '');
+}
+
+type AttachFn = (o: { hook: Hook; ifname: string; netns?: string; priority?: number; handle?: number; mode?: 'generic' | 'driver'; replace?: boolean; persistent: boolean }) => Attachment;
+
+/** Attach persistently; where the same pin dir attached before at this place, replace atomically. */
+function attachWith(previous: LoadRecord | undefined, hook: Hook, ifname: string, netns: string | undefined, priority: number | undefined, mode: 'generic' | 'driver' | undefined, attach: AttachFn): Attachment {
+  const old = previous?.attachments.find((a) => a.hook === hook && a.ifname === ifname && (a.netns ?? '') === (netns ?? ''));
+  const base = { hook, ifname, ...(netns ? { netns } : {}), persistent: true };
+  if (old) {
+    if (hook === 'xdp') return attach({ ...base, ...(old.mode ? { mode: old.mode as 'generic' | 'driver' } : {}), replace: true });
+    return attach({ ...base, ...(old.priority !== undefined ? { priority: old.priority } : {}), ...(old.handle !== undefined ? { handle: old.handle } : {}), replace: true });
+  }
+  return attach({ ...base, ...(priority !== undefined ? { priority } : {}), ...(mode ? { mode } : {}) });
+}
