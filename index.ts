@@ -4,4 +4,4 @@
  */
 export * from './sdk/index.js';
 export * from './runtime/index.js';
-export { compile, type CompileOptions, type CompileResult } from './codegen/index.js';
+export * from './codegen/index.js';

@@ -7,7 +7,8 @@ import { compile, type CompileOptions, type CompileResult } from '../codegen/com
 import { setKey } from '../codegen/maps.js';
 import { LOG_EVENT, VERDICT_CODE } from '../codegen/layouts.js';
 import type { DefinitionLike } from '../sdk/dsl/filter.js';
-import { TsbpfError } from '../sdk/errors.js';
+import { TsbpfError, VerifierError } from '../sdk/errors.js';
+import { verifierError } from '../codegen/verifier.js';
 import { encode, formatIpv6, u32, u8 } from '../sdk/layout.js';
 import type { Hook, SetDecl, Verdict } from '../sdk/model.js';
 import type { Attachment, AttachOptions, XdpMode } from './attach.js';
@@ -241,12 +242,19 @@ export class LoadedFilter {
 export function loadFilter(filter: DefinitionLike, options: LoadFilterOptions = {}): LoadedFilter {
   const compiled = compile(filter, options);
   const layouts = Object.fromEntries(compiled.maps.map((m) => [m.name, { ...(m.key ? { key: m.key } : {}), ...(m.value ? { value: m.value } : {}) }]));
-  const object = load(compiled.object, {
-    name: compiled.definition.name,
-    layouts,
-    ...(options.pinRoot ? { pinRoot: options.pinRoot } : {}),
-    ...(options.logLevel ? { logLevel: options.logLevel } : {}),
-  });
+  let object: BpfObject;
+  try {
+    object = load(compiled.object, {
+      name: compiled.definition.name,
+      layouts,
+      ...(options.pinRoot ? { pinRoot: options.pinRoot } : {}),
+      ...(options.logLevel ? { logLevel: options.logLevel } : {}),
+    });
+  } catch (e) {
+    // Say which stage, chain and rules the rejected program holds.
+    if (e instanceof VerifierError) throw verifierError(compiled, e.program, e.log);
+    throw e;
+  }
   try {
     // Sets start with their declared elements, unless the maps came back from pins.
     for (const m of compiled.maps) {
