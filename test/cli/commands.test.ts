@@ -37,6 +37,12 @@ test('build writes the C, the object, the layouts and a typed maps module', () =
     assert.equal(meta.rules.map((r) => r.name), ['no-8080', 'pings']);
     assert.match(readFileSync(path.join(out, 'clifw.maps.ts'), 'utf8'), /export const layouts/);
     assert.match(r.stderr, /compiling clifw/, 'progress is shown');
+    // types: the same module from any object's BTF
+    const t = tsbpf('types', path.join(out, 'clifw.o'), '-o', path.join(out, 'types.ts'));
+    assert.is(t.status, 0, t.stderr);
+    const mod = readFileSync(path.join(out, 'types.ts'), 'utf8');
+    assert.match(mod, /tsbpf_counters/);
+    assert.match(mod, /packets: bigint/);
   } finally {
     rmSync(out, { recursive: true, force: true });
   }
