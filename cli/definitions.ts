@@ -2,6 +2,7 @@
  * Finding the filters a user's file exports, for build/load/test/explain.
  */
 import { Filter } from '../sdk/dsl/filter.js';
+import { isFnProgram, type AnyFnProgram } from '../sdk/fn/program.js';
 import { TsbpfError } from '../sdk/errors.js';
 import { importUserFile } from './user-file.js';
 
@@ -40,4 +41,21 @@ export async function oneFilterOf(file: string, exportName?: string): Promise<Fo
     });
   }
   return all[0]!;
+}
+
+export interface FoundFunction {
+  exportName: string;
+  program: AnyFnProgram;
+}
+
+/** Everything a user file exports that tsbpf can build: declarative filters and function programs. */
+export async function buildablesOf(file: string): Promise<{ filters: FoundFilter[]; functions: FoundFunction[] }> {
+  const mod = await importUserFile(file);
+  const filters: FoundFilter[] = [];
+  const functions: FoundFunction[] = [];
+  for (const [k, v] of Object.entries(mod)) {
+    if (v instanceof Filter) filters.push({ exportName: k, filter: v });
+    else if (isFnProgram(v)) functions.push({ exportName: k, program: v });
+  }
+  return { filters, functions };
 }

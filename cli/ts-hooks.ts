@@ -17,6 +17,7 @@ type NextLoad = (url: string, context: { format?: string }) => Promise<{ format:
 
 const selfIndex = new URL('../index.js', import.meta.url).href;
 const selfCni = new URL('../cni/index.js', import.meta.url).href;
+const selfFn = new URL('../sdk/fn/index.js', import.meta.url).href;
 
 export async function resolve(specifier: string, context: ResolveContext, next: NextResolve): Promise<{ url: string; format?: string; shortCircuit?: boolean }> {
   try {
@@ -24,6 +25,7 @@ export async function resolve(specifier: string, context: ResolveContext, next: 
   } catch (e) {
     if (specifier === 'tsbpf') return { url: selfIndex, shortCircuit: true };
     if (specifier === 'tsbpf/cni') return { url: selfCni, shortCircuit: true };
+    if (specifier === 'tsbpf/fn') return { url: selfFn, shortCircuit: true };
     // `import './rules.js'` from TS source that really is rules.ts
     if (context.parentURL?.endsWith('.ts') && /\.js$/.test(specifier) && (specifier.startsWith('.') || specifier.startsWith('/'))) {
       return next(specifier.replace(/\.js$/, '.ts'), context);

@@ -34,6 +34,7 @@ const PACKAGES = [
   { pkg: 'iperf3', why: 'throughput tests and benchmarks', probe: () => which('iperf3') },
   { pkg: 'iptables', why: 'benchmarks compare against iptables', probe: () => which('iptables-legacy') && which('iptables-nft') },
   { pkg: 'nftables', why: 'benchmarks compare against nftables', probe: () => which('nft') },
+  { pkg: 'ethtool', why: 'tests turn checksum offloads off to prove checksums', probe: () => which('ethtool') },
 ];
 
 function exists(p) {

@@ -5,13 +5,18 @@ import { compile } from '../../codegen/compile.js';
 import { typesModuleSource } from '../../codegen/types-module.js';
 import { describeLayout } from '../../sdk/layout.js';
 import type { Command } from '../command.js';
-import { filtersOf } from '../definitions.js';
+import { buildablesOf } from '../definitions.js';
+import { compileFunctions } from '../../codegen/fn/compile.js';
+import { TsbpfError } from '../../sdk/errors.js';
 
 export const build: Command = {
   name: 'build',
   summary: 'compile the filters a .ts file exports to C, a BPF object and typed map modules',
   usage: [
     'usage: tsbpf build FILE.ts [-o DIR] [--export NAME] [--inline auto|all|none]',
+    '',
+    'FILE.ts may export filters (filter(...)) and function programs (xdp(...), tcIngress(...),',
+    'tcEgress(...)); function programs of one file go into one object named after the file.',
     '',
     'For every exported filter writes, in DIR (default: ./build/bpf):',
     '  NAME.c          the generated C (readable: each rule is commented with its TS source)',
@@ -37,9 +42,27 @@ export const build: Command = {
     }
     const outDir = path.resolve(values.out ?? 'build/bpf');
     const done = io.step(`loading ${file}`);
-    const filters = await filtersOf(file, values.export);
-    done(`${filters.length} filter${filters.length === 1 ? '' : 's'}`);
+    const found = await buildablesOf(file);
+    const filters = found.filters.filter((f) => !values.export || f.exportName === values.export);
+    const functions = found.functions.filter((f) => !values.export || f.exportName === values.export);
+    if (filters.length + functions.length === 0) {
+      throw new TsbpfError('INVALID_ARGUMENT', values.export ? `${file} exports nothing buildable named '${values.export}'` : `${file} exports no filter and no function program`, {
+        hint: "export a filter (filter(...)) or a function program (xdp(...), tcIngress(...), tcEgress(...))",
+      });
+    }
+    done(`${filters.length} filter${filters.length === 1 ? '' : 's'}, ${functions.length} function program${functions.length === 1 ? '' : 's'}`);
     mkdirSync(outDir, { recursive: true });
+    if (functions.length > 0) {
+      const name = path.basename(file).replace(/\.[cm]?[tj]s$/, '');
+      const step = io.step(`compiling ${functions.map((f) => f.exportName).join(', ')} (ts-morph + clang)`);
+      const r = compileFunctions(file, { exports: functions.map((f) => f.exportName) });
+      step(r.object?.cached ? 'cached' : `${r.object?.bytes.length ?? 0} bytes`);
+      const base = path.join(outDir, name);
+      writeFileSync(`${base}.c`, r.c);
+      writeFileSync(`${base}.o`, r.object!.bytes);
+      writeFileSync(`${base}.maps.ts`, typesModuleSource(r.object!.bytes, { source: `${name}.o` }));
+      io.out(`${name}: ${path.relative(process.cwd(), base)}.{c,o,maps.ts}  (programs ${r.programs.map((p) => `${p.name}@${p.hook}`).join(', ')}; ${r.maps.length} maps)`);
+    }
     for (const { filter } of filters) {
       const name = filter.toModel().name;
       const step = io.step(`compiling ${name} (codegen + clang)`);

@@ -2,11 +2,13 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { HOOKS, type Hook } from '../../sdk/model.js';
+import type { Layout } from '../../sdk/layout.js';
 import { TsbpfError } from '../../sdk/errors.js';
 import { load } from '../../runtime/entry.js';
 import type { Attachment } from '../../runtime/attach.js';
 import type { Command } from '../command.js';
-import { oneFilterOf } from '../definitions.js';
+import { buildablesOf, type FoundFilter } from '../definitions.js';
+import { compileFunctions } from '../../codegen/fn/compile.js';
 import { removePins } from '../pins.js';
 import { DEFAULT_PIN_BASE, readRecord, saveRecord, type AttachRecord, type LoadRecord } from '../state.js';
 
@@ -69,8 +71,28 @@ export const loadCommand: Command = {
     const isObject = file.endsWith('.o');
     let name: string;
     let rules: LoadRecord['rules'] = [];
-    const found = isObject ? undefined : await oneFilterOf(file, values.export);
+    let found: FoundFilter | undefined;
+    // A .ts file's function programs compile to one object, loaded like any object file.
+    let fnObject: { bytes: Buffer; layouts: Record<string, { key?: Layout<unknown>; value?: Layout<unknown> }>; program: string } | undefined;
+    if (!isObject) {
+      const all = await buildablesOf(file);
+      const filters = all.filters.filter((f) => !values.export || f.exportName === values.export);
+      const fns = all.functions.filter((f) => (!values.export || f.exportName === values.export) && f.program.hook === hook);
+      if (filters.length > 1) throw new TsbpfError('INVALID_ARGUMENT', `${file} exports several filters: ${filters.map((f) => f.exportName).join(', ')}`, { hint: 'choose one with --export NAME' });
+      if (filters.length === 1) found = filters[0];
+      else if (fns.length === 1) {
+        const step = io.step(`compiling function program ${fns[0]!.exportName}`);
+        const r = compileFunctions(file, { exports: [fns[0]!.exportName] });
+        step();
+        fnObject = { bytes: r.object!.bytes, layouts: r.layouts, program: r.programs[0]!.name };
+      } else if (fns.length > 1) {
+        throw new TsbpfError('INVALID_ARGUMENT', `${file} exports several ${hook} programs: ${fns.map((f) => f.exportName).join(', ')}`, { hint: 'choose one with --export NAME' });
+      } else {
+        throw new TsbpfError('INVALID_ARGUMENT', `${file} exports no filter and no ${hook} function program${values.export ? ` named '${values.export}'` : ''}`);
+      }
+    }
     if (found) name = found.filter.toModel().name;
+    else if (fnObject) name = fnObject.program;
     else name = path.basename(file).replace(/\.o$/, '');
     const pinDir = path.resolve(values.pin ?? path.join(DEFAULT_PIN_BASE, name));
     const previous = readRecord(pinDir);
@@ -79,13 +101,14 @@ export const loadCommand: Command = {
     let attachment: Attachment;
     let close: () => void;
     let pin: (dir: string) => void;
-    const step = io.step(isObject ? `loading ${file}` : `compiling and loading ${name}`);
-    if (isObject) {
-      const obj = load(file, reuse);
+    const step = io.step(isObject || fnObject ? `loading ${name}` : `compiling and loading ${name}`);
+    if (isObject || fnObject) {
+      const obj = fnObject ? load(fnObject.bytes, { ...reuse, name, layouts: fnObject.layouts }) : load(file, reuse);
       close = () => obj.close();
       pin = (d) => obj.pin(d);
       step(`${Object.keys(obj.programs).length} programs`);
-      attachment = attachWith(previous, hook, values.ifname, values.netns, priority, mode, (o) => obj.attach({ ...o, ...(values.program ? { program: values.program } : {}) }));
+      const program = values.program ?? fnObject?.program;
+      attachment = attachWith(previous, hook, values.ifname, values.netns, priority, mode, (o) => obj.attach({ ...o, ...(program ? { program } : {}) }));
     } else {
       const f = load(found!.filter, reuse);
       close = () => f.close();

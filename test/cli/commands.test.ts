@@ -72,6 +72,23 @@ test('explain walks the rules for a packet without the kernel', () => {
   assert.match(plan.stdout, /tsbpf_counters/);
 });
 
+test('function programs: build writes their object; test runs the same function in Node beside the kernel', () => {
+  const file = fileURLToPath(new URL('../../../examples/fn/dns-guard.ts', import.meta.url));
+  const out = mkdtempSync(path.join(os.tmpdir(), 'tsbpf-build-'));
+  try {
+    const b = tsbpf('build', file, '-o', out);
+    assert.is(b.status, 0, b.stderr);
+    assert.match(b.stdout, /dns-guard: .*programs dnsGuard@xdp/);
+    assert.ok(existsSync(path.join(out, 'dns-guard.o')));
+    if (process.getuid?.() !== 0) return;
+    const t = tsbpf('test', file, '--packet', 'udp 10.0.0.1:53 -> 10.0.0.2:5353 len=600', '--packet', 'udp 10.0.0.1:53 -> 10.0.0.2:5353');
+    assert.is(t.status, 0, t.stderr + t.stdout);
+    assert.match(t.stdout, /kernel: drop \(retval 1[^]*node: +XDP_DROP[^]*kernel: pass \(retval 2[^]*node: +XDP_PASS/);
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+});
+
 test('bad arguments are clear errors', () => {
   const spec = tsbpf('explain', fixture('cli-fw.ts'), '--packet', 'tcp 10.0.0.1 -> 10.0.0.999:80');
   assert.is(spec.status, 1);

@@ -1,0 +1,214 @@
+/**
+ * The C translation unit of function programs: includes, map definitions
+ * (BTF-defined, types from the layouts), the small support library below,
+ * the user's helper functions and the programs.
+ */
+import { cDecls, isStructLayout, type Layout } from '../../sdk/layout.js';
+import type { FnMapKind } from '../../sdk/fn/maps.js';
+import type { MapInfo } from './lower.js';
+
+const MAP_TYPE: Record<FnMapKind, string> = {
+  hash: 'BPF_MAP_TYPE_HASH',
+  lru_hash: 'BPF_MAP_TYPE_LRU_HASH',
+  percpu_hash: 'BPF_MAP_TYPE_PERCPU_HASH',
+  lru_percpu_hash: 'BPF_MAP_TYPE_LRU_PERCPU_HASH',
+  array: 'BPF_MAP_TYPE_ARRAY',
+  percpu_array: 'BPF_MAP_TYPE_PERCPU_ARRAY',
+  ringbuf: 'BPF_MAP_TYPE_RINGBUF',
+  prog_array: 'BPF_MAP_TYPE_PROG_ARRAY',
+};
+
+/**
+ * Support code every unit carries. fn_write is the one place packet bytes
+ * change: XDP writes directly (bounds-checked), TC goes through the skb
+ * helpers so checksum offload state (CHECKSUM_PARTIAL/COMPLETE) stays right
+ * on real traffic. fn_csum_replace is csum_replace2/4 of the kernel
+ * (sdk/fn/csum.ts is its JS twin).
+ */
+export const FN_SUPPORT_C = `struct fn_ip6 {
+	__u64 hi;
+	__u64 lo;
+};
+
+static __always_inline struct fn_ip6 fn_ip6_of(const __u32 *w)
+{
+	struct fn_ip6 a = { ((__u64)w[0] << 32) | w[1], ((__u64)w[2] << 32) | w[3] };
+	return a;
+}
+
+static __always_inline int fn_ip6_eq(struct fn_ip6 a, struct fn_ip6 b)
+{
+	return a.hi == b.hi && a.lo == b.lo;
+}
+
+/* The checksum after an n-byte (2 or 4) big-endian region changed from old to nw. */
+static __always_inline __u16 fn_csum_replace(__u16 check, __u32 old, __u32 nw, const int n)
+{
+	__u64 s = 0xffff + (__u16)~check;
+
+	if (n == 4) {
+		s += (__u16)~(old >> 16) + (__u16)~old;
+		s += (nw >> 16) + (nw & 0xffff);
+	} else {
+		s += (__u16)~old + (nw & 0xffff);
+	}
+	return (__u16)~tsbpf_csum_fold(s);
+}
+
+static __always_inline __u8 *fn_xdp_ptr(void *ctx, __u32 off, const __u32 n)
+{
+	struct xdp_md *x = ctx;
+	void *data = (void *)(long)x->data;
+	void *end = (void *)(long)x->data_end;
+	__u8 *b;
+
+	if (off > TSBPF_MAX_HDR_OFF)
+		return 0;
+	b = data + off;
+	if ((void *)(b + n) > end)
+		return 0;
+	return b;
+}
+
+/* JS's % for a positive divisor: the result has the dividend's sign (BPF has no signed modulo). */
+static __always_inline __s64 fn_smod(__s64 a, __s64 d)
+{
+	return a < 0 ? -(__s64)((__u64)-a % (__u64)d) : (__s64)((__u64)a % (__u64)d);
+}
+
+#define FN_CSUM_PSEUDO 1
+#define FN_CSUM_MANGLED0 2
+
+/*
+ * Replace the bits (mask << shift) of the n-byte big-endian region at off
+ * with v, then fix the IPv4 header checksum at ip4_off and the L4 checksum at
+ * l4_off (0: none). FN_CSUM_PSEUDO: the region is part of the pseudo-header;
+ * FN_CSUM_MANGLED0: UDP, where 0 means "no checksum".
+ *
+ * At TC, store_flags is BPF_F_RECOMPUTE_CSUM for fields no checksum covers
+ * (IPv6 header fields), so a CHECKSUM_COMPLETE skb->csum follows the change;
+ * a field whose checksum is fixed leaves the data's sum as it was (the field
+ * and its checksum move by opposite amounts), and the Ethernet header is not
+ * in skb->csum at all: both store with 0.
+ */
+static __always_inline void fn_write(void *ctx, const int hook, struct tsbpf_pkt *p, __u32 off, const int n,
+				     const int shift, const __u64 mask, __u64 v, __u32 ip4_off, __u32 l4_off, int l4_flags,
+				     const __u64 store_flags)
+{
+	__u8 buf[8] = {};
+	__u64 old = 0, nw;
+	__u8 *b = 0;
+
+	if (hook == TSBPF_HOOK_XDP) {
+		b = fn_xdp_ptr(ctx, off, n);
+		if (!b)
+			return;
+		__builtin_memcpy(buf, b, n);
+	} else if (bpf_skb_load_bytes(ctx, off, buf, n)) {
+		return;
+	}
+#pragma unroll
+	for (int i = 0; i < n; i++)
+		old = (old << 8) | buf[i];
+	nw = (old & ~(mask << shift)) | ((v & mask) << shift);
+#pragma unroll
+	for (int i = 0; i < n; i++)
+		buf[i] = nw >> (8 * (n - 1 - i));
+	if (hook == TSBPF_HOOK_XDP)
+		__builtin_memcpy(b, buf, n);
+	else
+		bpf_skb_store_bytes(ctx, off, buf, n, store_flags);
+	if (n == 6)
+		return;
+	if (ip4_off) {
+		__u16 c = fn_csum_replace(p->ip4_csum, old, nw, n);
+		if (hook == TSBPF_HOOK_XDP) {
+			__u8 *cb = fn_xdp_ptr(ctx, ip4_off, 2);
+			if (cb)
+				tsbpf_put16(cb, c);
+		} else if (n == 4) {
+			bpf_l3_csum_replace(ctx, ip4_off, bpf_htonl(old), bpf_htonl(nw), 4);
+		} else {
+			bpf_l3_csum_replace(ctx, ip4_off, bpf_htons(old), bpf_htons(nw), 2);
+		}
+		p->ip4_csum = c;
+	}
+	if (l4_off) {
+		__u16 c;
+		if ((l4_flags & FN_CSUM_MANGLED0) && p->l4_csum == 0)
+			return;
+		c = fn_csum_replace(p->l4_csum, old, nw, n);
+		if ((l4_flags & FN_CSUM_MANGLED0) && c == 0)
+			c = 0xffff;
+		if (hook == TSBPF_HOOK_XDP) {
+			__u8 *cb = fn_xdp_ptr(ctx, l4_off, 2);
+			if (cb)
+				tsbpf_put16(cb, c);
+		} else {
+			__u64 f = n | ((l4_flags & FN_CSUM_PSEUDO) ? BPF_F_PSEUDO_HDR : 0) |
+				  ((l4_flags & FN_CSUM_MANGLED0) ? BPF_F_MARK_MANGLED_0 : 0);
+			if (n == 4)
+				bpf_l4_csum_replace(ctx, l4_off, bpf_htonl(old), bpf_htonl(nw), f);
+			else
+				bpf_l4_csum_replace(ctx, l4_off, bpf_htons(old), bpf_htons(nw), f);
+		}
+		p->l4_csum = c;
+	}
+}
+`;
+
+/** C type names for a map's key and value, and the declarations they need. */
+export function mapTypes(name: string, key: Layout<unknown> | undefined, value: Layout<unknown> | undefined): { keyC?: string; valueC?: string; decls: Array<[string, Layout<unknown>]> } {
+  const decls: Array<[string, Layout<unknown>]> = [];
+  const one = (l: Layout<unknown> | undefined, suffix: string): string | undefined => {
+    if (!l) return undefined;
+    if (isStructLayout(l)) {
+      const tag = l.name ?? `${name}_${suffix}`;
+      decls.push([tag, l]);
+      return `struct ${tag}`;
+    }
+    return `__${l.kind}`;
+  };
+  const keyC = one(key, 'key');
+  const valueC = one(value, 'value');
+  return { ...(keyC ? { keyC } : {}), ...(valueC ? { valueC } : {}), decls };
+}
+
+export interface UnitParts {
+  file: string;
+  programs: Array<{ name: string; text: string }>;
+  helpers: string[];
+  maps: MapInfo[];
+  decls: Array<[string, Layout<unknown>]>;
+}
+
+export function emitUnit(u: UnitParts): string {
+  const out: string[] = [];
+  out.push(`/*
+ * Generated by tsbpf from ${u.file}: ${u.programs.map((p) => p.name).join(', ')}.
+ * Do not edit: change the TypeScript and build again. Comments give the line of
+ * the TypeScript each part came from.
+ */
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <linux/types.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include <tsbpf/parse.h>
+#include <tsbpf/csum.h>
+`);
+  if (u.decls.length) out.push(cDecls(u.decls));
+  for (const m of u.maps) {
+    const d = m.decl;
+    const lines = [`\t__uint(type, ${MAP_TYPE[d.kind]});`, `\t__uint(max_entries, ${d.maxEntries});`];
+    if (d.kind !== 'ringbuf') {
+      lines.push(`\t__type(key, ${m.keyC});`, `\t__type(value, ${m.valueC});`);
+    }
+    out.push(`struct {\n${lines.join('\n')}\n} ${m.name} SEC(".maps");\n`);
+  }
+  out.push(FN_SUPPORT_C);
+  for (const h of u.helpers) out.push(h + '\n');
+  for (const p of u.programs) out.push(p.text + '\n');
+  out.push('char LICENSE[] SEC("license") = "GPL";\n');
+  return out.join('\n');
+}

@@ -1,0 +1,114 @@
+/**
+ * runInNode: run a function program on a packet in Node, as its own
+ * reference. Same packet view semantics as the kernel (fields.ts, parse.ts),
+ * in-memory maps with the kernel's semantics for one CPU, a clock and a
+ * random source the caller controls.
+ */
+import { TsbpfError } from '../errors.js';
+import { withRunContext, type RunContext } from './helpers.js';
+import { createMemoryMaps, MemoryMap, type MapHandles, type MemoryMaps, type ProgArray } from './maps.js';
+import { isFnProgram, type AnyFnProgram } from './program.js';
+import { verdictName } from './verdicts.js';
+import { PacketBufferView } from './view.js';
+
+export interface RunOptions {
+  /** Maps to run against (kept across runs: pass the same object again). Default: fresh maps. */
+  maps?: MemoryMaps;
+  /** ktimeNs(): a fixed time or a clock. Default: process.hrtime.bigint() (CLOCK_MONOTONIC, as in the kernel). */
+  now?: bigint | (() => bigint);
+  /** randomU32(): default a seeded generator. */
+  random?: () => number;
+  /** pkt.ifindex; default 1 (BPF_PROG_TEST_RUN runs on the loopback device). */
+  ifindex?: number;
+  /** pkt.mark at TC; default 0. */
+  mark?: number;
+}
+
+export interface RunResult {
+  /** What the function returned (after tail calls). */
+  retval: number;
+  /** Its name at the hook: 'XDP_PASS', 'TC_ACT_SHOT', ... */
+  verdict: string;
+  /** The packet as the program left it. */
+  data: Buffer;
+  /** pkt.mark after the run (TC). */
+  mark: number;
+  /** Set when the program returned redirect(...). */
+  redirect?: { ifindex: number; flags: number };
+  /** The maps after the run. */
+  maps: MemoryMaps;
+  /** Programs entered by tail calls, in order. */
+  tailCalls: number;
+}
+
+/** Most tail calls in a row the kernel allows (MAX_TAIL_CALL_CNT). */
+const MAX_TAIL_CALLS = 33;
+
+class TailCallSignal {
+  constructor(readonly program: AnyFnProgram) {}
+}
+
+function handles(program: AnyFnProgram, maps: MemoryMaps): MapHandles<any> {
+  const out: Record<string, MemoryMap> = {};
+  for (const name of Object.keys(program.maps)) out[name] = maps[name]!;
+  return out as MapHandles<any>;
+}
+
+let seed = 0x2545f491;
+function defaultRandom(): number {
+  // xorshift32: deterministic unless the caller gives a source
+  seed ^= seed << 13;
+  seed ^= seed >>> 17;
+  seed ^= seed << 5;
+  return seed >>> 0;
+}
+
+/** Runs `program` once on a copy of `packet`. */
+export function runInNode(program: AnyFnProgram, packet: Uint8Array, options: RunOptions = {}): RunResult {
+  if (!isFnProgram(program)) throw new TsbpfError('INVALID_ARGUMENT', 'runInNode needs a program made by xdp(), tcIngress() or tcEgress()');
+  const data = Buffer.from(packet);
+  const maps = createMemoryMaps(program.maps, options.maps ?? {});
+  const now = options.now;
+  const view = new PacketBufferView(data, { hook: program.hook, ifindex: options.ifindex ?? 1, mark: options.mark ?? 0 });
+  let tailCalls = 0;
+  const ctx: RunContext = {
+    hook: program.hook,
+    now: typeof now === 'bigint' ? () => now : now ?? (() => process.hrtime.bigint()),
+    random: options.random ?? defaultRandom,
+    tailCall(progs: ProgArray, index: number) {
+      const m = progs as unknown as MemoryMap;
+      const target = m.programs.get(index);
+      if (!isFnProgram(target) || tailCalls >= MAX_TAIL_CALLS) return;
+      if (target.hook !== program.hook && (target.hook === 'xdp') !== (program.hook === 'xdp')) return;
+      tailCalls++;
+      throw new TailCallSignal(target);
+    },
+  };
+  let current: AnyFnProgram = program;
+  let retval: number;
+  for (;;) {
+    createMemoryMaps(current.maps, maps);
+    try {
+      retval = withRunContext(ctx, () => current.fn(view as never, handles(current, maps) as never)) as number;
+      break;
+    } catch (e) {
+      if (e instanceof TailCallSignal) {
+        // The kernel keeps a redirect target across a tail call only when the callee redirects again.
+        ctx.redirect = undefined;
+        current = e.program;
+        continue;
+      }
+      throw e;
+    }
+  }
+  const result: RunResult = {
+    retval,
+    verdict: verdictName(program.hook, retval),
+    data,
+    mark: program.hook === 'xdp' ? 0 : view.mark,
+    maps,
+    tailCalls,
+  };
+  if (ctx.redirect && retval === (program.hook === 'xdp' ? 4 : 7)) result.redirect = ctx.redirect;
+  return result;
+}
