@@ -17,6 +17,8 @@ import { emitC, sectionOf, type FnLines, type RuleLines } from './emit-c.js';
 import { lower, type InlineMode, type Ir } from './ir.js';
 import { LOG_EVENT } from './layouts.js';
 import { planMaps, RESERVED_PREFIX, type MapInfo } from './maps.js';
+import { attachPlan, classifiedStub, lazyInitial } from './classify/lower.js';
+import { planClassification, type ClassifyLayout, type ClassifyMode, type ClsPlan } from './classify/plan.js';
 
 export interface CompileOptions extends ClangOptions {
   /**
@@ -27,6 +29,15 @@ export interface CompileOptions extends ClangOptions {
   inline?: InlineMode;
   /** Stop after generating C (no clang): result.object is absent. */
   emitOnly?: boolean;
+  /**
+   * How runs of classifiable rules compile (docs/classification.md): 'auto'
+   * (default: tuple-space search where it is cheaper than tests, and for large
+   * rulesets), 'always' (every run is a classifier block: rules can then be
+   * added live as map updates), 'never' (linear code only).
+   */
+  classify?: ClassifyMode;
+  /** Stable rule slots and map capacities, kept by live filters across regenerations (runtime/rules.ts). */
+  layout?: ClassifyLayout;
 }
 
 export type Stage = 'parse' | 'chain' | 'act';
@@ -93,19 +104,39 @@ export interface CompileResult {
   tailCalls: Record<string, number>;
   /** The inline mode actually used (auto may fall back to all to stay within the tail-call limit). */
   inline: InlineMode;
+  /** The classification plan: blocks, their plan (linear or tuple-space search), tuples, entries. */
+  classification: ClsPlan;
+  /** Counter / log slot of each rule by id, when a layout gave them (else a rule's slot is its id). */
+  ruleSlots?: readonly number[];
 }
 
 /** Compile a filter (a DSL Filter or a plain model Definition) to a BPF object. */
 export function compile(input: DefinitionLike, options: CompileOptions = {}): CompileResult {
   const def = toDefinition(input);
   checkDefinition(def);
-  const ir = lower(def, options.inline ? { inline: options.inline } : {});
+  const plan = planClassification(def, {
+    ...(options.classify ? { classify: options.classify } : {}),
+    ...(options.layout ? { layout: options.layout } : {}),
+  });
+  const ir = lower(def, {
+    ...(options.inline ? { inline: options.inline } : {}),
+    ...(plan.tss.length ? { preLowered: (r) => classifiedStub(r, plan) } : {}),
+  });
+  if (plan.tss.length) {
+    ir.cls = plan;
+    ir.usesLog ||= plan.usesLog;
+  }
+  const slots = options.layout?.ruleSlots;
+  if (slots) for (const c of ir.chains.values()) for (const r of c.rules) if (slots[r.id] !== undefined && slots[r.id] !== r.id) r.slot = slots[r.id];
   const maps = planMaps(def, ir);
+  if (plan.tss.length || options.layout) attachPlan(ir, plan, maps);
   const emitted = emitC(def, ir, maps);
+  const infos: MapInfo[] = maps.specs.map(({ cType: _t, cKey: _k, cValue: _v, flags: _f, init: _i, ...info }) => info);
+  lazyInitial(infos);
   const base = {
     definition: def,
     c: emitted.c,
-    maps: maps.specs.map(({ cType: _t, cKey: _k, cValue: _v, flags: _f, init: _i, ...info }) => info),
+    maps: infos,
     programs: programTable(ir),
     progArray: ir.programs[0]?.progArray ?? '',
     progArrays: Object.fromEntries(ir.programs.map((p) => [p.name, p.progArray])),
@@ -116,6 +147,8 @@ export function compile(input: DefinitionLike, options: CompileOptions = {}): Co
     ruleLines: emitted.rules,
     tailCalls: Object.fromEntries(ir.programs.map((p) => [p.name, p.tailCalls])),
     inline: ir.inline,
+    classification: plan,
+    ...(slots ? { ruleSlots: slots } : {}),
   };
   if (options.emitOnly) {
     return { ...base, object: { path: '', bytes: Buffer.alloc(0) }, key: '', cached: false };
@@ -146,7 +179,7 @@ function programTable(ir: Ir): ProgramInfo[] {
       if (seen.has(name)) return [];
       seen.add(name);
       const c = byName.get(name)!;
-      const ids = c.chain.rules.map((r) => r.id);
+      const ids = c.chain.rules.map((r) => r.id).filter((id) => id >= 0); // -1: a segment's goto (codegen/classify/segments.ts)
       for (const r of c.chain.rules) {
         if ((r.final.f === 'jump' || r.final.f === 'goto') && byName.get(r.final.chain)!.slot === undefined) ids.push(...rulesOf(r.final.chain, seen));
       }
@@ -165,6 +198,12 @@ function programTable(ir: Ir): ProgramInfo[] {
 
 function ruleTable(def: Definition, lines: RuleLines[]): RuleInfo[] {
   const out: RuleInfo[] = [];
+  const byRule = new Map<number, RuleLines[]>();
+  for (const l of lines) {
+    const list = byRule.get(l.ruleId);
+    if (list) list.push(l);
+    else byRule.set(l.ruleId, [l]);
+  }
   for (const c of def.chains) {
     for (const r of c.rules) {
       const logPrefixes: Record<number, string> = {};
@@ -180,7 +219,7 @@ function ruleTable(def: Definition, lines: RuleLines[]): RuleInfo[] {
         ...(r.comment ? { comment: r.comment } : {}),
         text: describeRule(r),
         logPrefixes,
-        code: lines.filter((l) => l.ruleId === r.id).map((l) => ({ program: l.program, fn: l.fn, lines: [l.start, l.end] as [number, number] })),
+        code: (byRule.get(r.id) ?? []).map((l) => ({ program: l.program, fn: l.fn, lines: [l.start, l.end] as [number, number] })),
       });
     }
   }

@@ -13,6 +13,7 @@ import { describeRule } from './describe.js';
 import type { CField, Final, Ir, IrProgram, IrProgramChain, IrRule, Step, Test } from './ir.js';
 import { HAS } from './layouts.js';
 import { mapDeclC, type MapPlan } from './maps.js';
+import { blockC, blockTailC, clsFunctionsC, clsTypesC } from './classify/emit.js';
 
 /** Where a rule's code is in the generated C (1-based lines, inclusive). */
 export interface RuleLines {
@@ -214,6 +215,7 @@ export function emitC(def: Definition, ir: Ir, maps: MapPlan): Emitted {
     w.line(maps.userTypes.trimEnd());
     w.line();
   }
+  if (ir.cls) w.line(clsTypesC(ir.cls));
   w.line('/* ---- maps ---- */');
   w.line();
   for (const s of maps.specs) {
@@ -223,6 +225,7 @@ export function emitC(def: Definition, ir: Ir, maps: MapPlan): Emitted {
     w.line();
   }
 
+  if (ir.cls) w.line(clsFunctionsC(ir.cls, ir.usesLog, new Set(ir.programs.map((p) => (p.hook === 'xdp' ? 'xdp' : 'tc')))));
   for (const p of ir.programs) emitProgram(w, ir, p, maps, rules, fns);
 
   w.line('char LICENSE[] SEC("license") = "GPL";');
@@ -384,6 +387,14 @@ function emitChain(
   for (const r of ch.rules) {
     if (resumes.has(r.index)) w.line(`resume_${r.index}:`);
     const rs = w.next;
+    if (r.cls) {
+      // A classifier block: its first rule emits the lookup for all of them.
+      if (!r.cls.first) continue;
+      for (const l of blockC(r.cls.block, h.macro, (name) => `'${commentText(name)}'`)) w.line(l);
+      rules.push({ ruleId: r.id, fn: c.fn, program: p.name, start: rs, end: w.next - 1 });
+      w.line();
+      continue;
+    }
     emitRule(w, ir, p, c, r, byName);
     rules.push({ ruleId: r.id, fn: c.fn, program: p.name, start: rs, end: w.next - 1 });
     w.line();
@@ -392,6 +403,11 @@ function emitChain(
   w.line(`\t/* end of chain '${commentText(ch.name)}': policy ${ch.policy} */`);
   if (ch.policy === 'return') w.line(isProg ? `\treturn ${p.fn}__return(ctx, st);` : '\treturn TSBPF_V_CONTINUE;');
   else w.line(isProg ? `\treturn ${p.fn}__finish(ctx, st, ${VERDICT_MACRO[ch.policy]});` : `\treturn ${VERDICT_MACRO[ch.policy]};`);
+  if (ch.rules.some((r) => r.cls)) {
+    const finish = isProg ? `return ${p.fn}__finish(ctx, st, v);` : 'return v;';
+    const leave = isProg ? `return ${p.fn}__return(ctx, st);` : 'return TSBPF_V_CONTINUE;';
+    for (const l of blockTailC(finish, leave)) w.line(l);
+  }
   w.line('}');
   fns.push({ fn: c.fn, program: p.name, chain: ch.name, start, end: w.next - 1 });
   w.line();
@@ -428,9 +444,9 @@ function emitRule(w: Writer, ir: Ir, p: IrProgram, c: IrProgramChain, r: IrRule,
 function stepC(s: Step, r: IrRule, hookMacro: string): string {
   switch (s.s) {
     case 'count':
-      return `tsbpf_count(&tsbpf_counters, ${r.id}, st);`;
+      return `tsbpf_count(&tsbpf_counters, ${r.slot ?? r.id}, st);`;
     case 'log':
-      return `tsbpf_log(&tsbpf_events, st, ${r.id}, ${s.action}, ${s.verdict});${s.prefix ? ` /* "${commentText(s.prefix)}" */` : ''}`;
+      return `tsbpf_log(&tsbpf_events, st, ${r.slot ?? r.id}, ${s.action}, ${s.verdict});${s.prefix ? ` /* "${commentText(s.prefix)}" */` : ''}`;
     case 'mark':
       return `tsbpf_set_mark(ctx, ${hookMacro}, st, ${hex32(s.value)}, ${hex32(s.mask)});`;
     case 'limit': {

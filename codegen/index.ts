@@ -10,3 +10,5 @@ export { lower, MAX_TAIL_CALLS, INLINE_MAX_RULES, type Ir, type InlineMode } fro
 export { setKey, type MapInfo as CompiledMap, type MapRole, type MapType } from './maps.js';
 export { describeMatch, describeRule, describeAction } from './describe.js';
 export { COUNTER, LOG_EVENT, PKT, STATE, LPM4_KEY, LPM6_KEY, VERDICT_CODE, HAS, pktRecordOf, type PktRecord } from './layouts.js';
+export { compileServices, servicesLayouts, type ServicesCompileResult, type ServicesCompileOptions } from './stateful/compile.js';
+export { emitServicesC, servicesPrograms, type ServicesProgram } from './stateful/emit.js';

@@ -27,6 +27,8 @@ import {
   type RuleDef,
   type SourcePosition,
 } from '../sdk/model.js';
+import type { ClsBlock, ClsPlan } from './classify/plan.js';
+import { splitLongChains } from './classify/segments.js';
 import { HAS, VERDICT_CODE } from './layouts.js';
 
 /** The kernel runs at most 33 tail calls per packet. */
@@ -110,6 +112,10 @@ export interface IrRule {
   final: Final;
   /** The model rule, for comments and tables. */
   def: RuleDef;
+  /** Counter / log slot when it differs from the id (live filters keep slots stable: codegen/classify). */
+  slot?: number;
+  /** Set when the rule lives in a classifier block (no code of its own; the block's first rule emits the lookup). */
+  cls?: { block: ClsBlock; first: boolean };
 }
 
 export interface IrChain {
@@ -182,10 +188,14 @@ export interface Ir {
   usesLog: boolean;
   ruleCount: number;
   inline: InlineMode;
+  /** The classification plan, when some block uses tuple-space search (codegen/classify). */
+  cls?: ClsPlan;
 }
 
 export interface LowerOptions {
   inline?: InlineMode;
+  /** An already lowered form of some rules (classified rules: codegen/classify), instead of lowering them here. */
+  preLowered?: (r: RuleDef) => IrRule | undefined;
 }
 
 const HOOK_ARRAY: Record<Hook, string> = { xdp: 'tsbpf_jmp_xdp', 'tc-ingress': 'tsbpf_jmp_tc_in', 'tc-egress': 'tsbpf_jmp_tc_eg' };
@@ -210,10 +220,12 @@ export function lower(def: Definition, options: LowerOptions = {}): Ir {
       ident,
       policy: c.policy,
       kind: 'program',
-      rules: c.rules.map((r) => ctx.rule(r)),
+      rules: c.rules.map((r) => options.preLowered?.(r) ?? ctx.rule(r)),
       ...(c.source ? { source: c.source } : {}),
     });
   }
+  // Chains too long for one program continue in tail-called continuations.
+  splitLongChains(chains);
   const entries = new Set(def.programs.map((p) => p.entry));
   let mode = options.inline ?? 'auto';
   decideInline(chains, entries, mode);

@@ -10,7 +10,7 @@ import type { Definition, MapKind } from '../sdk/model.js';
 import type { Ir } from './ir.js';
 import { BUCKET, COUNTER, KBUCKET, LIMIT_KEY, LPM4_KEY, LPM6_KEY, SET_VALUE, STATE } from './layouts.js';
 
-export type MapRole = 'state' | 'errors' | 'counters' | 'events' | 'limits' | 'limit-keyed' | 'ifindex' | 'prog-array' | 'set' | 'user';
+export type MapRole = 'state' | 'errors' | 'counters' | 'events' | 'limits' | 'limit-keyed' | 'ifindex' | 'prog-array' | 'set' | 'user' | 'classifier';
 
 export type MapType = MapKind | 'prog_array';
 
@@ -25,6 +25,8 @@ export interface MapInfo {
   perCpu: boolean;
   /** Entries the runtime writes right after load (named sets' initial elements). */
   initial?: Array<{ key: Buffer; value: Buffer }>;
+  /** The same, packed for one BPF_MAP_UPDATE_BATCH (large classifier maps); `initial` is derived from it on demand. */
+  initialBatch?: { keys: Buffer; values: Buffer; count: number };
   /** What the map is for, one line. */
   description: string;
 }

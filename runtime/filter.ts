@@ -1,7 +1,10 @@
 /**
  * loadFilter(): a DSL filter compiled, loaded and ready: the object plus what
  * codegen knows about it (rule table, sets, interface slots), so a user works
- * in terms of rules and sets rather than maps and return codes.
+ * in terms of rules and sets rather than maps and return codes. Its rules
+ * change while it runs through `handle.rules` (runtime/rules.ts): a map
+ * update when the ruleset keeps its shape, else a regenerated program
+ * swapped in at its hooks; the handle follows (object, maps, sets, logs).
  */
 import { compile, type CompileOptions, type CompileResult } from '../codegen/compile.js';
 import { setKey } from '../codegen/maps.js';
@@ -10,20 +13,22 @@ import type { DefinitionLike } from '../sdk/dsl/filter.js';
 import { TsbpfError, VerifierError } from '../sdk/errors.js';
 import { verifierError } from '../codegen/verifier.js';
 import { encode, formatIpv6, u32, u8 } from '../sdk/layout.js';
-import type { Hook, SetDecl, Verdict } from '../sdk/model.js';
+import type { Definition, Hook, RuleDef, SetDecl, Verdict } from '../sdk/model.js';
 import type { Attachment, AttachOptions, XdpMode } from './attach.js';
 import type { BpfMap } from './map.js';
 import { native } from './native.js';
+import { wrapNative } from './errors.js';
 import { load, type LoadOptions } from './load.js';
 import type { BpfObject } from './object.js';
 import type { RingBuffer } from './ringbuf.js';
+import { LiveRules } from './rules.js';
 import type { SkbContext, TestRunResult } from './test-run.js';
 
 export interface LoadFilterOptions extends CompileOptions {
   /** Reuse maps pinned under this directory (counters and sets survive a reload). */
   pinRoot?: string;
   logLevel?: LoadOptions['logLevel'];
-  /** Interface indexes for rules that match interface names, when they are not resolved at attach. */
+  /** Interface indexes by name for `ifname` matches and redirects: written at load (test runs see them); attach resolves the names not given. */
   interfaces?: Record<string, number>;
 }
 
@@ -75,8 +80,13 @@ export interface FilterLogEvent {
 export class FilterSet {
   constructor(
     readonly decl: SetDecl,
-    private readonly map: BpfMap<unknown, unknown>,
+    private map: BpfMap<unknown, unknown>,
   ) {}
+
+  /** @internal the filter was regenerated: the same kernel map, through the new object. */
+  rebind(map: BpfMap<unknown, unknown>): void {
+    this.map = map;
+  }
 
   get name(): string {
     return this.decl.name;
@@ -110,14 +120,83 @@ const VERDICT_NAME = Object.fromEntries(Object.entries(VERDICT_CODE).map(([k, v]
 const TC_RETVAL: Record<number, Verdict> = { 0: 'accept', 2: 'drop', 7: 'redirect' };
 const XDP_RETVAL: Record<number, Verdict> = { 1: 'drop', 2: 'accept', 3: 'reject', 4: 'redirect' };
 
+/**
+ * Log events of a filter: stays subscribed when a rule update regenerates the
+ * program (the ring buffer is reopened on the new object's map, which is the
+ * same kernel map).
+ */
+export class LogSubscription {
+  #rb: RingBuffer<Buffer> | undefined;
+  #closed = false;
+
+  /** @internal */
+  constructor(
+    private readonly open: () => RingBuffer<Buffer>,
+    private readonly owner: Set<LogSubscription>,
+  ) {
+    this.#rb = open();
+    owner.add(this);
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Delivers what is in the buffer now, synchronously; returns how many events. */
+  consume(): number {
+    if (!this.#rb || this.#rb.closed) throw new TsbpfError('CLOSED', 'the log subscription is closed');
+    return this.#rb.consume();
+  }
+
+  /** Let the process exit while subscribed. */
+  unref(): this {
+    this.#rb?.unref();
+    return this;
+  }
+
+  ref(): this {
+    this.#rb?.ref();
+    return this;
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.owner.delete(this);
+    this.#rb?.close();
+    this.#rb = undefined;
+  }
+
+  /** @internal the filter's object changed: drain the old buffer, then read the new one. */
+  reopen(): void {
+    if (this.#closed) return;
+    const old = this.#rb;
+    try {
+      if (old && !old.closed) old.consume();
+    } catch {
+      /* the old one is going away anyway */
+    }
+    this.#rb = this.open();
+    old?.close();
+  }
+}
+
 export class LoadedFilter {
   readonly sets: Readonly<Record<string, FilterSet>>;
+  #object: BpfObject;
+  #compiled: CompileResult;
+  #live: LiveRules | undefined;
+  readonly #logs = new Set<LogSubscription>();
 
   constructor(
-    readonly object: BpfObject,
-    readonly compiled: CompileResult,
+    object: BpfObject,
+    compiled: CompileResult,
     private readonly interfaces: Record<string, number>,
+    /** @internal what it was loaded with: regenerations compile and load the same way. */
+    readonly loadOptions: LoadFilterOptions = {},
   ) {
+    this.#object = object;
+    this.#compiled = compiled;
     const sets: Record<string, FilterSet> = {};
     for (const s of compiled.definition.sets) {
       const m = object.maps[s.name];
@@ -126,8 +205,32 @@ export class LoadedFilter {
     this.sets = sets;
   }
 
+  /** The loaded object (a new one after a rule update that changed the ruleset's shape). */
+  get object(): BpfObject {
+    return this.#object;
+  }
+
+  /** What the object was compiled from (its definition is the one at the last regeneration). */
+  get compiled(): CompileResult {
+    return this.#compiled;
+  }
+
+  /** The ruleset as it is now, live updates included: what evaluate() must be given to agree with the kernel. */
+  get definition(): Definition {
+    return this.#live?.definition ?? this.#compiled.definition;
+  }
+
+  /**
+   * Change rules while the filter runs: `rules.add(rule, { chain, position })`,
+   * `rules.remove(name)`, `rules.replace(name, rule)`, `rules.update([...])`.
+   * See runtime/rules.ts and docs/classification.md.
+   */
+  get rules(): LiveRules {
+    return (this.#live ??= new LiveRules(this));
+  }
+
   get name(): string {
-    return this.compiled.definition.name;
+    return this.#compiled.definition.name;
   }
 
   get maps(): BpfObject['maps'] {
@@ -170,13 +273,18 @@ export class LoadedFilter {
     return { ...r, filterVerdict };
   }
 
-  /** Per-rule packet and byte counters, summed over CPUs. */
+  /** Per-rule packet and byte counters, summed over CPUs (rules as they are now; a rule keeps its counters across updates). */
   counters(): RuleCounter[] {
     const map = this.object.maps['tsbpf_counters'] as BpfMap<number, Array<{ packets: bigint; bytes: bigint }>> | undefined;
-    return this.compiled.ruleTable.map((r) => {
+    const rules = this.definition.chains.flatMap((c) => c.rules);
+    // Large rulesets: one batch read instead of a lookup per rule.
+    let all: Map<number, Array<{ packets: bigint; bytes: bigint }>> | undefined;
+    if (map && rules.length > 256) all = new Map(map.lookupBatch() as Array<[number, Array<{ packets: bigint; bytes: bigint }>]>);
+    return rules.map((r) => {
       let packets = 0n;
       let bytes = 0n;
-      const perCpu = map?.get(r.id);
+      const slot = this.slotOf(r.id);
+      const perCpu = all ? all.get(slot) : map?.get(slot);
       for (const c of perCpu ?? []) {
         packets += c.packets;
         bytes += c.bytes;
@@ -185,19 +293,50 @@ export class LoadedFilter {
     });
   }
 
-  /** Log events (rules with `.log()`), delivered on the event loop. */
-  onLog(callback: (event: FilterLogEvent) => void): RingBuffer<Buffer> {
+  /** @internal the counter and log slot of a rule (its id until live updates move ids). */
+  slotOf(ruleId: number): number {
+    return this.#live ? this.#live.slotOf(ruleId) : this.#compiled.ruleSlots?.[ruleId] ?? ruleId;
+  }
+
+  /** @internal the rule holding a slot now. */
+  ruleOfSlot(slot: number): RuleDef | undefined {
+    if (this.#live) return this.#live.ruleOfSlot(slot);
+    const slots = this.#compiled.ruleSlots;
+    const id = slots ? slots.indexOf(slot) : slot;
+    return this.#compiled.definition.chains.flatMap((c) => c.rules)[id];
+  }
+
+  /**
+   * @internal swap in a regenerated object (runtime/rules.ts has already moved
+   * the attachments to it): sets and log subscriptions follow, the old object closes.
+   */
+  swap(object: BpfObject, compiled: CompileResult): void {
+    const old = this.#object;
+    this.#object = object;
+    this.#compiled = compiled;
+    for (const s of Object.values(this.sets)) {
+      const m = object.maps[s.name];
+      if (m) s.rebind(m);
+    }
+    for (const l of [...this.#logs]) l.reopen();
+    old.close();
+  }
+
+  /** Log events (rules with `.log()`), delivered on the event loop; the subscription survives rule updates. */
+  onLog(callback: (event: FilterLogEvent) => void): LogSubscription {
     if (!this.object.maps['tsbpf_events']) {
       throw new TsbpfError('MAP_NOT_FOUND', `filter '${this.name}' has no rule with .log(), so it sends no log events`);
     }
-    return this.object.ringBuffer('tsbpf_events', (raw: Buffer) => {
+    const deliver = (raw: Buffer) => {
       const e = LOG_EVENT.decode(raw, 0);
-      const info = this.compiled.ruleTable[e.rule_id];
+      // Events carry the rule's slot: the rule that holds it now.
+      const rule = this.ruleOfSlot(e.rule_id);
+      const action = rule?.actions[e.action];
       const addr = (b: Buffer) => (e.family === 6 ? formatIpv6(b) : e.family === 4 ? [...b.subarray(0, 4)].join('.') : '');
       callback({
-        ruleId: e.rule_id,
-        rule: info?.name ?? `#${e.rule_id}`,
-        prefix: info?.logPrefixes[e.action] ?? '',
+        ruleId: rule?.id ?? e.rule_id,
+        rule: rule?.name ?? `#${e.rule_id}`,
+        prefix: action?.kind === 'log' ? (action.prefix ?? '') : '',
         verdict: VERDICT_NAME[e.verdict] ?? 'continue',
         family: e.family,
         ifindex: e.ifindex,
@@ -210,7 +349,8 @@ export class LoadedFilter {
         len: e.len,
         tsNs: e.ts_ns,
       });
-    });
+    };
+    return new LogSubscription(() => this.object.ringBuffer('tsbpf_events', deliver), this.#logs);
   }
 
   pin(dir: string): void {
@@ -218,13 +358,25 @@ export class LoadedFilter {
   }
 
   close(): void {
+    for (const l of [...this.#logs]) l.close();
     this.object.close();
   }
 
-  private resolveInterfaces(netns: string | undefined): void {
-    const slots = this.object.maps['tsbpf_ifindex'];
+  /** @internal write the slots of the interface names given in `interfaces` (others stay 0: no match). */
+  writeKnownInterfaces(object: BpfObject = this.object, compiled: CompileResult = this.compiled): void {
+    const slots = object.maps['tsbpf_ifindex'];
     if (!slots) return;
-    this.compiled.ifnames.forEach((name, slot) => {
+    compiled.ifnames.forEach((name, slot) => {
+      const idx = this.interfaces[name];
+      if (idx !== undefined) slots.raw.set(encode(u32, slot), encode(u32, idx));
+    });
+  }
+
+  /** @internal write the interface slots of an object (this one's by default), names resolved in `netns`. */
+  resolveInterfaces(netns: string | undefined, object: BpfObject = this.object, compiled: CompileResult = this.compiled): void {
+    const slots = object.maps['tsbpf_ifindex'];
+    if (!slots) return;
+    compiled.ifnames.forEach((name, slot) => {
       let idx = this.interfaces[name];
       if (idx === undefined) {
         try {
@@ -241,6 +393,24 @@ export class LoadedFilter {
 /** Compile a filter (cached by content) and load it into the kernel. */
 export function loadFilter(filter: DefinitionLike, options: LoadFilterOptions = {}): LoadedFilter {
   const compiled = compile(filter, options);
+  const object = loadCompiled(compiled, options);
+  try {
+    const f = new LoadedFilter(object, compiled, options.interfaces ?? {}, options);
+    // Names given up front hold from the start, so test runs see them too (attach resolves the rest).
+    f.writeKnownInterfaces();
+    return f;
+  } catch (e) {
+    object.close();
+    throw e;
+  }
+}
+
+/**
+ * Load a compiled filter and write the maps' initial contents. Maps in
+ * `reuse` (name -> fd of a live map of the same shape) are taken over as
+ * they are: their contents stay.
+ */
+export function loadCompiled(compiled: CompileResult, options: LoadFilterOptions, reuse: Record<string, number> = {}): BpfObject {
   const layouts = Object.fromEntries(compiled.maps.map((m) => [m.name, { ...(m.key ? { key: m.key } : {}), ...(m.value ? { value: m.value } : {}) }]));
   let object: BpfObject;
   try {
@@ -249,6 +419,7 @@ export function loadFilter(filter: DefinitionLike, options: LoadFilterOptions = 
       layouts,
       ...(options.pinRoot ? { pinRoot: options.pinRoot } : {}),
       ...(options.logLevel ? { logLevel: options.logLevel } : {}),
+      ...(Object.keys(reuse).length ? { reuseMaps: reuse } : {}),
     });
   } catch (e) {
     // Say which stage, chain and rules the rejected program holds.
@@ -256,16 +427,34 @@ export function loadFilter(filter: DefinitionLike, options: LoadFilterOptions = 
     throw e;
   }
   try {
-    // Sets start with their declared elements, unless the maps came back from pins.
+    // Sets start with their declared elements, unless the maps came back from pins or were handed over.
     for (const m of compiled.maps) {
       const bpf = object.maps[m.name];
-      if (!bpf || !m.initial?.length) continue;
+      if (!bpf || reuse[m.name] !== undefined) continue;
+      // Classifier contents come packed: one batch update however many rules.
+      if (m.initialBatch) {
+        writeBatch(bpf, m.initialBatch);
+        continue;
+      }
+      if (!m.initial?.length) continue;
       for (const e of m.initial) if (!options.pinRoot || !bpf.raw.has(e.key)) bpf.raw.set(e.key, e.value);
     }
-    const f = new LoadedFilter(object, compiled, options.interfaces ?? {});
-    return f;
+    return object;
   } catch (e) {
     object.close();
     throw e;
+  }
+}
+
+/** Write packed entries with BPF_MAP_UPDATE_BATCH (entry by entry where the kernel has no batch op for the map). */
+export function writeBatch(map: BpfMap<unknown, unknown>, batch: { keys: Buffer; values: Buffer; count: number }): void {
+  if (batch.count === 0) return;
+  try {
+    native().mapUpdateBatch(map.fd, batch.keys, batch.values, batch.count, 0);
+  } catch (e) {
+    if ((e as { updated?: number }).updated) throw wrapNative(e, { code: 'MAP_OP_FAILED', what: `batch update of map '${map.name}'` });
+    const ks = batch.keys.length / batch.count;
+    const vs = batch.values.length / batch.count;
+    for (let i = 0; i < batch.count; i++) map.raw.set(batch.keys.subarray(i * ks, (i + 1) * ks), batch.values.subarray(i * vs, (i + 1) * vs));
   }
 }

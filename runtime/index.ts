@@ -4,7 +4,8 @@
  */
 export { load } from './entry.js';
 export { type LoadOptions, type LoadSource } from './load.js';
-export { loadFilter, LoadedFilter, FilterSet, type LoadFilterOptions, type FilterAttachOptions, type FilterTestRun, type RuleCounter, type FilterLogEvent } from './filter.js';
+export { loadFilter, LoadedFilter, FilterSet, LogSubscription, type LoadFilterOptions, type FilterAttachOptions, type FilterTestRun, type RuleCounter, type FilterLogEvent } from './filter.js';
+export { LiveRules, type RulePlace, type RuleOp, type RuleUpdate } from './rules.js';
 export { BpfObject, type AnyMaps } from './object.js';
 export { BpfProgram, HOOKS, hooksOf, type Hook, type ProgramInfo } from './program.js';
 export { BpfMap, RawMap, MapTypes, perCpuLayout, possibleCpus, type MapInfo, type MapLayouts, type UpdateFlag } from './map.js';
@@ -24,3 +25,4 @@ export {
 export { RingBuffer, ringBuffer, type RingBufferCallback, type RingBufferOptions } from './ringbuf.js';
 export { checkBpffs, openPinnedMap, type PinSet } from './pin.js';
 export { wrapNative } from './errors.js';
+export { loadServices, LoadedServices, monotonicNs, type LoadServicesOptions, type ServicesAttachOptions, type ServicesTestRun } from './services.js';

@@ -25,6 +25,8 @@ export interface LoadOptions {
   maxEntries?: Record<string, number>;
   /** Reuse maps pinned at `<pinRoot>/<map>` (state that outlives a reload). */
   pinRoot?: string;
+  /** Reuse maps by name from fds of existing maps (their shape must match); the caller keeps its fds. */
+  reuseMaps?: Record<string, number>;
   /** Verifier log level on failure: 1 (default) or 2 (logs every program; slow). */
   logLevel?: 1 | 2;
   /** Verifier log buffer size per program (default 16 MiB). */
@@ -82,7 +84,7 @@ export function load<M extends AnyMaps = AnyMaps>(source: LoadSource, options: L
     });
   }
   const handle: NativeObjectHandle = guard({ code: 'OBJECT_INVALID' }, () =>
-    native().objectOpen(src.native, { name, ...(options.pinRoot ? { pinRoot: options.pinRoot } : {}) }),
+    native().objectOpen(src.native, { name, ...(options.pinRoot ? { pinRoot: options.pinRoot } : {}), ...(options.reuseMaps ? { reuseFds: options.reuseMaps } : {}) }),
   );
   try {
     const before = native().objectMaps(handle);

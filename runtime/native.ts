@@ -89,6 +89,13 @@ export interface OpenOptions {
    * Nothing is pinned automatically.
    */
   pinRoot?: string;
+  /**
+   * Maps to reuse by name: the object's map takes the existing map behind
+   * the fd (bpf_map__reuse_fd; the caller keeps its fd). A map of another
+   * type, key or value size, max_entries or flags is an error (op
+   * 'bpf_map__reuse_fd'), so is a name the object does not have.
+   */
+  reuseFds?: Record<string, number>;
 }
 
 export interface LoadOptions {

@@ -574,3 +574,198 @@ export function generateCase(seed: number, options: GenerateOptions = {}): Gener
 export function generateCases(seed: number, count: number, options: GenerateOptions = {}): GeneratedCase[] {
   return Array.from({ length: count }, (_, i) => generateCase((seed + i) >>> 0, options));
 }
+
+// --- large rulesets (classification at scale) -------------------------------
+
+export interface LargeOptions {
+  /** Rules in all (default 10,000). */
+  rules?: number;
+  hook?: Hook;
+  /** Packets (default 200). */
+  packets?: number;
+  /** Share of rules that are not classifiable (limits, negations, TTL, sets, no verdict; default 0.003). */
+  linear?: number;
+  /**
+   * Jump or goto rules into sub-chains, in the entry chain (default 4; each
+   * sub-chain has at most 1). Kept small: every jump a packet may take costs
+   * tail calls, and the kernel allows 33 per packet.
+   */
+  jumps?: number;
+}
+
+/** 10.a.b.c over the whole 10/8, so specific rules rarely overlap by chance; broad ones do. */
+function wideAddr4(r: Rng): number {
+  return ((10 << 24) | (r.int(0, 255) << 16) | (r.int(0, 255) << 8) | r.int(0, 255)) >>> 0;
+}
+
+function wideCidr4(r: Rng, lens: readonly number[]): Ipv4Text {
+  const len = r.pick(lens);
+  return `${formatIpv4((wideAddr4(r) & mask4(len)) >>> 0)}/${len}` as Ipv4Text;
+}
+
+function wideCidr6(r: Rng, lens: readonly number[]): Ipv6Text {
+  const len = r.pick(lens);
+  const a = (0xfd00n << 112n) | (BigInt(r.int(0, 255)) << 96n) | (BigInt(r.int(0, 255)) << 80n) | (BigInt(r.int(0, 65535)) << 16n) | BigInt(r.int(0, 65535));
+  return `${formatIpv6(a & mask6(len))}/${len}` as Ipv6Text;
+}
+
+type Ipv4Text = `${number}.${number}.${number}.${number}`;
+type Ipv6Text = `${string}:${string}`;
+
+function widePort(r: Rng): number | ReturnType<typeof range> | number[] {
+  switch (r.int(0, 5)) {
+    case 0:
+    case 1:
+    case 2:
+      return r.int(1, 65535);
+    case 3: {
+      const a = r.int(1, 65000);
+      return range(a, a + r.int(1, 500));
+    }
+    case 4:
+      return [r.int(1, 65535), r.int(1, 65535), r.int(1, 65535)];
+    default:
+      return r.pick(PORTS);
+  }
+}
+
+/** A classifiable match: mostly specific (addresses, protocol, ports), sometimes broad. */
+function largeMatch(r: Rng): Match {
+  const parts: Match[] = [];
+  const kind = r.int(0, 999);
+  if (kind < 750) {
+    // IPv4 5-tuple-ish, mostly /24 or longer.
+    const specific = [24, 28, 30, 32, 32, 32];
+    const src = r.chance(0.8);
+    if (src) parts.push(match.ip4.src(wideCidr4(r, specific)));
+    // A wide destination only next to a specific source.
+    if (!src || r.chance(0.6)) parts.push(match.ip4.dst(wideCidr4(r, src && r.chance(0.3) ? [8, 12, 16] : specific)));
+  } else if (kind < 930) {
+    if (r.chance(0.8)) parts.push(match.ip6.src(wideCidr6(r, [48, 64, 96, 128])));
+    if (r.chance(0.5) || parts.length === 0) parts.push(match.ip6.dst(wideCidr6(r, [32, 48, 64, 128])));
+  } else if (kind < 950) {
+    // Broad: overlaps much of what comes after it (a /16 holds 1/256 of the universe).
+    parts.push(r.chance(0.5) ? match.ip4.src(wideCidr4(r, [16, 18, 20])) : match.ip4.dst(wideCidr4(r, [16, 20, 24])));
+  } else if (kind < 990) {
+    if (r.chance(0.5)) parts.push(match.icmp.type(r.pick(['echo-request', 'echo-reply', 'destination-unreachable'] as const)), match.ip4.src(wideCidr4(r, [24, 32])));
+    else parts.push(match.icmp6.type(r.pick(['echo-request', 'nd-neighbor-solicit'] as const)), match.ip6.src(wideCidr6(r, [64, 128])));
+  }
+  // Protocol and ports (alone, only rare values: 1 in 60,000 packets).
+  if (parts.length === 0) {
+    parts.push(r.chance(0.5) ? match.tcp.dport(r.int(1024, 65535)) : match.udp.dport(r.int(1024, 65535)));
+    parts.push(match.l4.sport(r.int(1024, 65535)));
+    return match.and(...parts);
+  }
+  const l4 = r.int(0, 9);
+  if (l4 < 4) parts.push(match.tcp.dport(widePort(r)));
+  else if (l4 < 7) parts.push(match.udp.dport(widePort(r)));
+  else if (l4 === 7) parts.push(match.l4.sport(widePort(r)));
+  else if (l4 === 8) parts.push(match.tcp.flags(r.pick([['syn'], ['syn', 'ack'], ['rst']] as const), ['syn', 'ack', 'rst', 'fin']).and(match.tcp.dport(widePort(r))));
+  let m = match.and(...parts);
+  if (r.chance(0.03)) m = m.or(match.and(match.ip4.src(wideCidr4(r, [24, 32])), match.udp.dport(r.int(1, 65535))));
+  return m;
+}
+
+/** A rule no classifier holds: limit, negation, TTL, a set, or no verdict. */
+function largeLinearRule(r: Rng, sets: Sets, limits: { n: number }): RuleLike {
+  const base = largeMatch(r);
+  switch (r.int(0, 4)) {
+    case 0:
+      if (limits.n < 8) {
+        limits.n++;
+        return rule(base).limit({ rate: r.int(1, 1000), burst: 1_000_000 }).accept();
+      }
+      return rule(base).count();
+    case 1:
+      return rule(base.and(match.not(match.udp.dport(r.int(1, 65535))))).drop();
+    case 2:
+      return rule(base.and(match.ip.ttl.lt(r.int(1, 3)))).reject();
+    case 3:
+      return sets.v4 ? rule(match.ip4.src.in(sets.v4).and(match.tcp.dport(r.int(1, 65535)))).drop() : rule(base).mark(r.int(1, 3));
+    default:
+      return rule(base).count().mark(r.int(0, 7), 7);
+  }
+}
+
+function largeRule(r: Rng, jumpTo: Chain | undefined, o: Required<LargeOptions>, sets: Sets, limits: { n: number }): RuleLike {
+  if (!jumpTo && r.chance(o.linear)) return largeLinearRule(r, sets, limits);
+  const m = largeMatch(r);
+  let b: RuleBuilder = rule(m);
+  if (r.chance(0.2)) b = b.count();
+  if (r.chance(0.02)) b = b.log(`l${r.int(0, 9)}`);
+  if (r.chance(0.05)) b = b.mark(r.int(1, 255), 0xff);
+  if (jumpTo) return r.chance(0.7) ? b.jump(jumpTo) : b.goto(jumpTo);
+  const v = r.int(0, 99);
+  if (v < 45) return b.drop();
+  if (v < 85) return b.accept();
+  if (v < 93) return b.reject();
+  if (v < 97) return b.return();
+  return b.redirect(1);
+}
+
+/**
+ * A large random ruleset for differential tests of classification: `rules`
+ * rules, mostly specific multi-field ones (so a packet aimed at rule k is
+ * usually decided there, deep in the chain), some broad and overlapping,
+ * port ranges and lists, v4 and v6, mixed actions; a small share of rules
+ * that stay linear code (limits, negations, sets) and of jumps and gotos
+ * into sub-chains. Packets aim at random rules. Deterministic in `seed`.
+ */
+export function generateLargeCase(seed: number, options: LargeOptions = {}): GeneratedCase {
+  const o: Required<LargeOptions> = { rules: 10_000, hook: 'tc-ingress', packets: 200, linear: 0.003, jumps: 4, ...options };
+  const r = new Rng(seed);
+  const was = setSourceCapture(false);
+  let f: Filter;
+  try {
+    f = filter(`large${seed >>> 0}`, { hook: o.hook }, (ctx: FilterContext) => {
+      const sets: Sets = { v4: ctx.set.ipv4('big4', { maxEntries: 1024, elements: Array.from({ length: 16 }, () => wideCidr4(r, [16, 24, 32])) }) };
+      const limits = { n: 0 };
+      // Sub-chains hold a few percent of the rules; each may jump only to later ones.
+      const subs: Chain[] = [];
+      const nSubs = Math.min(6, Math.max(1, Math.floor(o.rules / 5000)));
+      for (let i = 1; i <= nSubs; i++) subs.push(ctx.chain(`s${i}`, { policy: r.pick(['return', 'return', 'accept', 'drop'] as const) }));
+      let left = o.rules;
+      // Where the jumps go: a few positions per chain, each to a later sub-chain.
+      const jumpsAt = (n: number, count: number, targets: Chain[]) => {
+        const at = new Map<number, Chain>();
+        for (let k = 0; k < count && targets.length; k++) at.set(r.int(0, n - 1), r.pick(targets));
+        return at;
+      };
+      subs.forEach((c, i) => {
+        const n = Math.max(1, Math.floor(o.rules * 0.02));
+        const at = jumpsAt(n, r.int(0, 1), subs.slice(i + 1));
+        for (let k = 0; k < n && left > 1; k++, left--) c.add(largeRule(r, at.get(k), o, sets, limits));
+      });
+      const main: RuleLike[] = [];
+      const at = jumpsAt(left, o.jumps, subs);
+      for (let k = 0; left > 0; left--, k++) main.push(largeRule(r, at.get(k), o, sets, limits));
+      return ctx.chain('main', { policy: r.pick(['accept', 'drop'] as const) }, main);
+    });
+  } finally {
+    setSourceCapture(was);
+  }
+  const def = f.toModel();
+  const rules = allRules(def);
+  const sets = new Map(def.sets.map((s) => [s.name, s]));
+  const packets: GeneratedPacket[] = [];
+  for (let i = 0; i < o.packets; i++) {
+    const h: Hints = {};
+    let intent = 'random';
+    if (rules.length && r.chance(0.9)) {
+      const target = r.pick(rules);
+      collect(target.match, r, sets, h);
+      intent = `aimed at rule ${target.id} '${target.name}'`;
+      if (r.chance(0.2)) intent += nudge(r, h);
+    }
+    h.src4 ??= wideAddr4(r);
+    h.dst4 ??= wideAddr4(r);
+    let { data, what } = buildPacket(r, h);
+    if (r.chance(0.05)) {
+      const m = malform(r, data);
+      data = m.data;
+      what += `; ${m.what}`;
+    }
+    packets.push({ data, intent: `${intent}: ${what}`, options: { ifindex: 1, interfaces: { lo: 1 }, mark: 0 } });
+  }
+  return { seed, filter: f, definition: def, packets };
+}

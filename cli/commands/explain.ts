@@ -1,5 +1,7 @@
 import { parseArgs } from 'node:util';
 import { compile } from '../../codegen/compile.js';
+import { describePlan } from '../../codegen/classify/describe.js';
+import type { ClassifyMode } from '../../codegen/classify/plan.js';
 import { evaluate } from '../../sdk/evaluate.js';
 import type { Hook } from '../../sdk/model.js';
 import { parsePacketSpec, PACKET_SPEC_SYNTAX } from '../../sdk/packet-spec.js';
@@ -15,11 +17,13 @@ export const explain: Command = {
   summary: 'say which rules a packet meets and why, and how the filter is compiled (--plan)',
   usage: [
     'usage: tsbpf explain FILE.ts --packet SPEC [--hook H] [--export NAME]',
-    '       tsbpf explain FILE.ts --plan [--export NAME]',
+    '       tsbpf explain FILE.ts --plan [--classify auto|always|never] [--export NAME]',
     '',
     'With --packet: walks the rules as the kernel does (the reference evaluator) and',
     'prints each rule considered, whether it matched and why, and the verdict.',
-    'With --plan: the BPF programs, tail-call slots and maps the filter compiles to.',
+    'With --plan: the BPF programs, tail-call slots and maps the filter compiles to,',
+    'and the classification plan: which runs of rules become tuple-space search',
+    'lookups (and why), their tuples and entries, and which rules stay tests.',
     '',
     PACKET_SPEC_SYNTAX,
   ].join('\n'),
@@ -27,7 +31,7 @@ export const explain: Command = {
     const { values, positionals } = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: { packet: { type: 'string', multiple: true }, hook: { type: 'string' }, export: { type: 'string' }, plan: { type: 'boolean' } },
+      options: { packet: { type: 'string', multiple: true }, hook: { type: 'string' }, export: { type: 'string' }, plan: { type: 'boolean' }, classify: { type: 'string' } },
     });
     const file = positionals[0];
     if (!file || (!values.packet?.length && !values.plan)) {
@@ -36,7 +40,12 @@ export const explain: Command = {
     }
     const packets = (values.packet ?? []).map((spec) => ({ spec, ...parsePacketSpec(spec) }));
     const { filter } = await oneFilterOf(file, values.export);
-    if (values.plan) printPlan(filter, io);
+    const classify = values.classify;
+    if (classify !== undefined && classify !== 'auto' && classify !== 'always' && classify !== 'never') {
+      io.err(`--classify must be auto, always or never, not '${classify}'`);
+      return 2;
+    }
+    if (values.plan) printPlan(filter, io, classify);
     const model = filter.toModel();
     const hook: Hook = values.hook ? parseHook(values.hook) : model.programs[0]!.hook;
     for (const p of packets) {
@@ -61,8 +70,8 @@ export const explain: Command = {
   },
 };
 
-function printPlan(filter: Filter, io: Io): void {
-  const r = compile(filter, { emitOnly: true });
+function printPlan(filter: Filter, io: Io, classify?: ClassifyMode): void {
+  const r = compile(filter, { emitOnly: true, ...(classify ? { classify } : {}) });
   io.out(`filter ${r.definition.name}: ${r.ruleTable.length} rules in ${r.definition.chains.length} chains, inline mode '${r.inline}'`);
   io.out('');
   io.out('programs (the first of each hook is attached; the others are reached by tail call):');
@@ -77,5 +86,10 @@ function printPlan(filter: Filter, io: Io): void {
   io.out('');
   io.out('maps:');
   io.out(formatTable(['map', 'type', 'entries', 'what'], r.maps.map((m) => [m.name, m.kind, m.maxEntries, m.description])));
+  io.out('');
+  const plan = describePlan(r.classification, (id) => r.ruleTable[id]?.name ?? `#${id}`);
+  io.out(plan.summary);
+  if (plan.rows.length) io.out(formatTable(plan.headers, plan.rows));
+  for (const n of plan.notes) io.out(n);
   io.out('');
 }

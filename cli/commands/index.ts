@@ -1,6 +1,7 @@
 import type { Command } from '../command.js';
 import { attach } from './attach.js';
 import { build } from './build.js';
+import { ct } from './ct.js';
 import { detach } from './detach.js';
 import { explain } from './explain.js';
 import { loadCommand } from './load.js';
@@ -10,4 +11,4 @@ import { testCommand } from './test.js';
 import { types } from './types.js';
 
 /** Every subcommand, in the order `tsbpf --help` lists them. */
-export const commands: Command[] = [build, loadCommand, attach, detach, maps, testCommand, explain, types, setup];
+export const commands: Command[] = [build, loadCommand, attach, detach, maps, ct, testCommand, explain, types, setup];

@@ -43,6 +43,43 @@ ObjectHandle* GetObject(const Napi::CallbackInfo& info, size_t i) {
   return h;
 }
 
+// Make `map` use the existing map behind `fd` (which the caller keeps owning),
+// after checking that it has the shape the object expects.
+static void ReuseMapFd(Napi::Env env, bpf_map* map, int fd, const std::string& what) {
+  bpf_map_info info{};
+  __u32 len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0)
+    ThrowErrno(env, "bpf_obj_get_info_by_fd", errno, "cannot inspect " + what);
+  std::string mismatch;
+  auto cmp = [&](const char* field, unsigned have, unsigned want) {
+    if (have != want && mismatch.empty())
+      mismatch = std::string(field) + " " + std::to_string(have) + " where the object has " + std::to_string(want);
+  };
+  cmp("type", info.type, bpf_map__type(map));
+  cmp("key size", info.key_size, bpf_map__key_size(map));
+  cmp("value size", info.value_size, bpf_map__value_size(map));
+  cmp("max entries", info.max_entries, bpf_map__max_entries(map));
+  cmp("flags", info.map_flags, bpf_map__map_flags(map));
+  if (!mismatch.empty())
+    ThrowErrno(env, "bpf_map__reuse_fd", EINVAL, what + " does not match map '" + bpf_map__name(map) + "': " + mismatch);
+  int err = bpf_map__reuse_fd(map, fd);  // keeps its own dup
+  if (err) ThrowErrno(env, "bpf_map__reuse_fd", err, "cannot reuse " + what);
+}
+
+// Reuse maps by name from fds the caller holds (a live filter regenerated
+// around its counters and sets).
+static void ReuseMapFds(Napi::Env env, ObjectHandle* h, Napi::Object fds) {
+  Napi::Array names = fds.GetPropertyNames();
+  for (uint32_t i = 0; i < names.Length(); i++) {
+    std::string name = names.Get(i).As<Napi::String>().Utf8Value();
+    Napi::Value v = fds.Get(name);
+    if (!v.IsNumber()) ThrowArg(env, "reuseFds values must be map fds");
+    bpf_map* map = bpf_object__find_map_by_name(h->obj, name.c_str());
+    if (!map) ThrowErrno(env, "bpf_object__find_map_by_name", ENOENT, "the object has no map '" + name + "' to reuse");
+    ReuseMapFd(env, map, v.As<Napi::Number>().Int32Value(), "the map given for '" + name + "'");
+  }
+}
+
 // Reuse a map pinned at <pinRoot>/<name> when there is one, after checking
 // that it has the shape the object expects.
 static void ReusePinnedMaps(Napi::Env env, ObjectHandle* h, const std::string& pinRoot) {
@@ -120,6 +157,7 @@ static Napi::Value ObjectOpen(const Napi::CallbackInfo& info) {
   bpf_object__for_each_map(map, h->obj) h->mapNames.push_back(bpf_map__name(map));
   try {
     if (pinRoot) ReusePinnedMaps(env, h.get(), *pinRoot);
+    if (opts.Has("reuseFds") && opts.Get("reuseFds").IsObject()) ReuseMapFds(env, h.get(), opts.Get("reuseFds").As<Napi::Object>());
   } catch (...) {
     h->Close();
     throw;

@@ -9,6 +9,12 @@ import { compileC } from '../../codegen/clang.js';
 import { compile, type CompileResult } from '../../codegen/compile.js';
 import { explainVerifierError, verifierError } from '../../codegen/verifier.js';
 import { VerifierError } from '../../sdk/errors.js';
+import { filter } from '../../sdk/dsl/filter.js';
+import { match } from '../../sdk/dsl/match.js';
+import { rule } from '../../sdk/dsl/rule.js';
+import { evaluate } from '../../sdk/evaluate.js';
+import { packet } from '../../sdk/packet.js';
+import { load } from '../../runtime/index.js';
 import { requireKernel } from '../kernel.js';
 import { richFilter, smallDefinition } from './defs.js';
 import { cacheDir, loadObject } from './helpers.js';
@@ -79,6 +85,34 @@ if (requireKernel('codegen: generated objects pass the verifier')) {
     const r = compile(smallDefinition(['xdp', 'tc-egress']), { cacheDir: cacheDir(), inline: 'all' });
     assert.equal(r.programs.filter((p) => p.stage === 'chain').map((p) => p.chain), ['input', 'input']);
     expectLoads(r);
+  });
+
+  // Reduced from random ruleset 10179: with mark actions inlined from several
+  // chains, clang kept &skb->mark (ctx + 8) in a register and stored through
+  // it, which the verifier refuses ("dereference of modified ctx ptr").
+  test('mark actions from inlined chains store skb->mark as ctx + 8 (verifier) and carry the mark on', () => {
+    const fw = filter('marks', { hook: ['tc-ingress', 'tc-egress'] }, ({ chain }) => {
+      const tagged = chain('tagged', { policy: 'accept' }, [rule().mark(1, 1).drop()]);
+      const v6 = chain('v6', { policy: 'accept' }, [rule(match.ip6.src(['fd00::/24', 'fd00::/16'])).jump(tagged)]);
+      return chain('main', { policy: 'accept' }, [
+        rule(match.eth.type('ipv4').and(match.ip6.dst('fd00:3::/120').or(match.vlan)).and(match.ip4.dst('10.2.0.166'))).mark(0, 1).goto(v6),
+      ]);
+    });
+    const data = packet().vlan({ id: 1 }).ipv4({ src: '10.0.0.1', dst: '10.2.0.166' }).udp({ sport: 1, dport: 2 }).build();
+    for (const inline of ['auto', 'all', 'none'] as const) {
+      const f = load(fw, { inline, cacheDir: cacheDir() });
+      try {
+        for (const hook of ['tc-ingress', 'tc-egress'] as const) {
+          const want = evaluate(fw, data, { hook, mark: 7 });
+          const got = f.testRun(hook, data, { mark: 7 });
+          assert.is(got.filterVerdict, want.verdict, `${inline} ${hook}`);
+          assert.is((got.ctx as { mark: number }).mark, want.mark, `${inline} ${hook}: skb->mark`);
+          assert.is(want.mark, 6);
+        }
+      } finally {
+        f.close();
+      }
+    }
   });
 
   test('a real verifier rejection is traced to its rule', () => {

@@ -165,12 +165,23 @@ static __always_inline void tsbpf_log(void *events, struct tsbpf_state *st, __u3
 	bpf_ringbuf_submit(e, 0);
 }
 
-/* mark = (mark & ~mask) | value; at TC the skb carries it on. */
+/*
+ * mark = (mark & ~mask) | value; at TC the skb carries it on.
+ *
+ * The store to skb->mark is written in assembly: with several mark actions in
+ * one program, clang may keep `&skb->mark` (ctx + 8) in a register and store
+ * through it, and the verifier only accepts a context access as the context
+ * pointer plus a constant offset in the instruction itself.
+ */
 static __always_inline void tsbpf_set_mark(void *ctx, const int hook, struct tsbpf_state *st, __u32 value, __u32 mask)
 {
-	st->mark = (st->mark & ~mask) | value;
-	if (hook == TSBPF_HOOK_TC)
-		((struct __sk_buff *)ctx)->mark = st->mark;
+	__u32 mark = (st->mark & ~mask) | value;
+
+	st->mark = mark;
+	if (hook == TSBPF_HOOK_TC) {
+		_Static_assert(__builtin_offsetof(struct __sk_buff, mark) == 8, "__sk_buff.mark moved");
+		asm volatile("*(u32 *)(%[skb] + 8) = %[mark]" : : [skb] "r"(ctx), [mark] "r"(mark) : "memory");
+	}
 }
 
 /*

@@ -11,8 +11,13 @@
  * touches a packet pointer, and the IPv6 extension-header walk is unrolled,
  * so the verifier sees a fixed, small number of states.
  *
- * Accelerated VLAN tags (skb->vlan_present at TC, e.g. after the kernel's
- * receive-path untagging) count as the outer tag and take no bytes.
+ * The frame is seen as it is on the wire. At TC the kernel may hold the outer
+ * VLAN tag in skb metadata (skb->vlan_present / vlan_proto / vlan_tci: VLAN
+ * offload, a VLAN device over a veth, the receive path's untagging) instead of
+ * in the bytes: that tag is the outer tag, tags in the bytes come after it,
+ * and `len` counts its 4 bytes. Offsets (l3_off, l4_off) stay byte offsets
+ * into the packet data. XDP has no such metadata: a tag a driver strips
+ * before XDP runs is not seen there.
  */
 #ifndef TSBPF_PARSE_H
 #define TSBPF_PARSE_H
@@ -287,10 +292,13 @@ static __always_inline void tsbpf_parse(void *ctx, const int hook, struct tsbpf_
 
 	if (hook == TSBPF_HOOK_TC) {
 		struct __sk_buff *skb = ctx;
+		/* A tag in metadata is the outer tag of the wire frame: 4 more bytes on the wire. */
 		if (skb->vlan_present) {
 			p->vlan_tpid[0] = bpf_ntohs((__u16)skb->vlan_proto);
 			p->vlan_tci[0] = (__u16)skb->vlan_tci;
 			p->nvlan = 1;
+			p->eth_type = p->vlan_tpid[0];
+			p->len += 4;
 		}
 	}
 #pragma unroll

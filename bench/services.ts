@@ -1,0 +1,382 @@
+#!/usr/bin/env node
+/**
+ * Services benchmark (issue 5): tsbpf's services program against kube-proxy's
+ * iptables rules (KUBE-SERVICES -> KUBE-SVC-* with `statistic random` ->
+ * KUBE-SEP-* DNAT) and kube-proxy's nftables shape (a verdict map on
+ * address . protocol . port, per-service chains with `numgen random`), on
+ * the same router, at 10 to 10,000 services of 10 backends each.
+ *
+ *   node dist/bench/services.js [--quick] [--n 10,1000,10000] [--seconds S] [--contenders tsbpf,iptables,nftables] [--out DIR]
+ *
+ * Per contender and N: the time to program every service, the time to
+ * change one backend, new connections per second through the VIP of the
+ * last service (the worst case for a linear chain), TCP throughput through a
+ * VIP; for tsbpf also the per-packet cost by test run. Results go to
+ * <out>/services-<time>.json, services-latest.json and SVG charts.
+ */
+import { writeFileSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadServices, type LoadedServices } from '../runtime/services.js';
+import { packet } from '../sdk/packet.js';
+import { serviceDef, services, type ServiceDef } from '../sdk/services.js';
+import { renderChart, type ChartSpec } from './charts.js';
+import { run, runOk, startDaemon, killAllChildren } from './proc.js';
+import { median, type BenchConfig, type ResultRow } from './report.js';
+import { createBenchTopology, destroyAllTopologies, IPERF_PORT, type BenchTopology } from './topology.js';
+
+export const BACKENDS = 10;
+const SVC_PORT = 80;
+const BACKEND_PORT = 8080;
+
+export interface ServicesRow {
+  contender: string;
+  n: number;
+  /** Programming every service, wall ms (and CPU ms of this process for tsbpf). */
+  programMs: number | null;
+  programCpuMs?: number;
+  /** Changing one backend of one service on the live set, median ms. */
+  changeMs: number | null;
+  /** New TCP connections per second through the last service's VIP. */
+  connPerSecond: number | null;
+  /** TCP throughput through a VIP, bits/s. */
+  tcpBitsPerSecond: number | null;
+  /** tsbpf only, ns (see docs/stateful.md for how each is taken). */
+  perPacket?: Record<string, number>;
+  errors: string[];
+}
+
+export interface ServicesReport {
+  schema: 'tsbpf-bench-services/1';
+  startedAt: string;
+  finishedAt: string;
+  host: Record<string, string | number>;
+  config: { ns: number[]; seconds: number; contenders: string[] };
+  results: ServicesRow[];
+}
+
+interface Contender {
+  name: string;
+  /** Program n services (VIP i -> 10 backends), and one throughput service last. */
+  program(topo: Ctx, n: number): Promise<{ ms: number; cpuMs?: number }>;
+  /** Replace one backend of service `i`; returns ms. */
+  change(topo: Ctx, i: number): Promise<number>;
+  perPacket?(topo: Ctx, n: number): Record<string, number>;
+  teardown(topo: Ctx): Promise<void>;
+}
+
+interface Ctx {
+  topo: BenchTopology;
+  /** Backend addresses (10 on the server's interface). */
+  backends: string[];
+  vip(i: number): string;
+  /** VIP of the throughput service (port IPERF_PORT -> the iperf3 server). */
+  tputVip: string;
+  lb?: LoadedServices;
+  defs?: ServiceDef[];
+}
+
+// ---------------------------------------------------------------------------
+// Contenders
+
+function tsbpfDefs(ctx: Ctx, n: number): ServiceDef[] {
+  const defs: ServiceDef[] = [];
+  for (let i = 0; i < n; i++) defs.push(serviceDef(`s${i}`, { vip: ctx.vip(i), port: SVC_PORT, backends: ctx.backends.map((addr) => ({ addr, port: BACKEND_PORT })) }));
+  defs.push(serviceDef('tput', { vip: ctx.tputVip, port: IPERF_PORT, backends: [{ addr: ctx.topo.server.ipv4, port: IPERF_PORT }] }));
+  return defs;
+}
+
+const tsbpf: Contender = {
+  name: 'tsbpf',
+  async program(ctx, n) {
+    const def = services('bsvc', { maxServices: Math.max(1024, 2 * n + 8), maxBackends: Math.max(16384, BACKENDS * n + 64), conntrack: { maxEntries: 262144 } });
+    const lb = loadServices(def);
+    ctx.lb = lb;
+    ctx.topo.onDestroy(() => lb.close());
+    const { router } = ctx.topo;
+    for (const ifname of [router.toClient.ifname, router.toServer.ifname]) lb.attach({ ifname, netns: router.ns });
+    ctx.defs = tsbpfDefs(ctx, n);
+    const cpu = process.cpuUsage();
+    const t0 = process.hrtime.bigint();
+    lb.upsertServices(ctx.defs);
+    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+    const c = process.cpuUsage(cpu);
+    return { ms, cpuMs: (c.user + c.system) / 1000 };
+  },
+  async change(ctx, i) {
+    const d = ctx.defs![i]!;
+    d.backends[0] = { ...d.backends[0]!, port: d.backends[0]!.port === BACKEND_PORT ? BACKEND_PORT + 1 : BACKEND_PORT };
+    const t0 = process.hrtime.bigint();
+    ctx.lb!.upsertService(d);
+    return Number(process.hrtime.bigint() - t0) / 1e6;
+  },
+  perPacket(ctx, n) {
+    const lb = ctx.lb!;
+    const vip = ctx.vip(n - 1);
+    const client = '10.254.0.2';
+    const single = (p: Buffer, runs = 2000) => median(Array.from({ length: runs }, () => lb.testRun('tc-ingress', Buffer.from(p)).durationNs));
+    const arp = Buffer.alloc(60);
+    arp.writeUInt16BE(0x0806, 12);
+    const syn = (sport: number) => packet().ipv4({ src: client, dst: vip }).tcp({ sport, dport: SVC_PORT, flags: 'S' }).build();
+    lb.testRun('tc-ingress', syn(40000));
+    const ack = packet().ipv4({ src: client, dst: vip }).tcp({ sport: 40000, dport: SVC_PORT, flags: 'A' }).payload(64).build();
+    const backend = lb.conntrack({ src: client, sport: 40000 })[0]?.translated.dst ?? ctx.backends[0]!;
+    // The same connection after DNAT: found through its alias (two lookups), nothing to rewrite.
+    const post = packet().ipv4({ src: client, dst: backend }).tcp({ sport: 40000, dport: BACKEND_PORT, flags: 'A' }).payload(64).build();
+    let sport = 20000;
+    const news = Array.from({ length: 2000 }, () => lb.testRun('tc-ingress', syn(sport++)).durationNs);
+    lb.ctDelete({ src: client });
+    return {
+      harnessSingle: single(arp),
+      harnessRepeat: lb.testRun('tc-ingress', arp, { repeat: 100000 }).durationNs,
+      establishedSingle: single(ack),
+      establishedAliasRepeat: lb.testRun('tc-ingress', post, { repeat: 100000 }).durationNs,
+      newSingle: median(news),
+    };
+  },
+  async teardown(ctx) {
+    ctx.lb?.close();
+    ctx.lb = undefined;
+  },
+};
+
+const chain = (prefix: string, i: number, j?: number) => `${prefix}${i.toString(16).padStart(8, '0')}${j === undefined ? '' : `-${j}`}`;
+
+function iptablesRules(ctx: Ctx, n: number): string {
+  const out = ['*nat', ':KUBE-SERVICES - [0:0]'];
+  const svc = (i: number, vip: string, port: number, backends: Array<[string, number]>) => {
+    out.push(`:${chain('KUBE-SVC-', i)} - [0:0]`);
+    backends.forEach((_, j) => out.push(`:${chain('KUBE-SEP-', i, j)} - [0:0]`));
+    out.push(`-A KUBE-SERVICES -d ${vip}/32 -p tcp -m tcp --dport ${port} -j ${chain('KUBE-SVC-', i)}`);
+    backends.forEach(([addr, bport], j) => {
+      const left = backends.length - j;
+      const prob = left > 1 ? ` -m statistic --mode random --probability ${(1 / left).toFixed(11)}` : '';
+      out.push(`-A ${chain('KUBE-SVC-', i)}${prob} -j ${chain('KUBE-SEP-', i, j)}`);
+      out.push(`-A ${chain('KUBE-SEP-', i, j)} -p tcp -m tcp -j DNAT --to-destination ${addr}:${bport}`);
+    });
+  };
+  for (let i = 0; i < n; i++) svc(i, ctx.vip(i), SVC_PORT, ctx.backends.map((a) => [a, BACKEND_PORT]));
+  svc(n, ctx.tputVip, IPERF_PORT, [[ctx.topo.server.ipv4, IPERF_PORT]]);
+  out.push('-A PREROUTING -j KUBE-SERVICES', 'COMMIT', '');
+  return out.join('\n');
+}
+
+const iptables: Contender = {
+  name: 'iptables',
+  async program(ctx, n) {
+    const r = await ctx.topo.routerRunOk('iptables-restore', 'iptables-legacy-restore', [], { stdin: iptablesRules(ctx, n), timeoutMs: 600_000 });
+    return { ms: r.ms };
+  },
+  async change(ctx, i) {
+    // kube-proxy rewrites the endpoint's chain; one restore without flushing the rest.
+    const sep = chain('KUBE-SEP-', i, 0);
+    const rules = ['*nat', `:${sep} - [0:0]`, `-A ${sep} -p tcp -m tcp -j DNAT --to-destination ${ctx.backends[0]}:${BACKEND_PORT + 1}`, 'COMMIT', ''].join('\n');
+    const r = await ctx.topo.routerRunOk('iptables-restore --noflush', 'iptables-legacy-restore', ['--noflush'], { stdin: rules, timeoutMs: 600_000 });
+    return r.ms;
+  },
+  async teardown(ctx) {
+    await ctx.topo.routerRun('iptables-legacy', ['-t', 'nat', '-F']);
+    await ctx.topo.routerRun('iptables-legacy', ['-t', 'nat', '-X']);
+  },
+};
+
+function nftRules(ctx: Ctx, n: number): string {
+  const out = ['table ip kube {'];
+  const elems: string[] = [];
+  const svc = (i: number, vip: string, port: number, backends: Array<[string, number]>) => {
+    const name = chain('svc-', i);
+    elems.push(`${vip} . tcp . ${port} : goto ${name}`);
+    const eps = backends.map((_, j) => `${j} : goto ${chain('ep-', i, j)}`).join(', ');
+    out.push(`  chain ${name} {`, `    numgen random mod ${backends.length} vmap { ${eps} }`, '  }');
+    backends.forEach(([addr, bport], j) => out.push(`  chain ${chain('ep-', i, j)} {`, `    meta l4proto tcp dnat to ${addr}:${bport}`, '  }'));
+  };
+  for (let i = 0; i < n; i++) svc(i, ctx.vip(i), SVC_PORT, ctx.backends.map((a) => [a, BACKEND_PORT]));
+  svc(n, ctx.tputVip, IPERF_PORT, [[ctx.topo.server.ipv4, IPERF_PORT]]);
+  out.push('  map service-ips {', '    type ipv4_addr . inet_proto . inet_service : verdict', `    elements = { ${elems.join(', ')} }`, '  }');
+  out.push('  chain prerouting {', '    type nat hook prerouting priority dstnat; policy accept;', '    ip daddr . meta l4proto . th dport vmap @service-ips', '  }');
+  out.push('}', '');
+  return out.join('\n');
+}
+
+const nftables: Contender = {
+  name: 'nftables',
+  async program(ctx, n) {
+    const r = await ctx.topo.routerRunOk('nft -f', 'nft', ['-f', '-'], { stdin: nftRules(ctx, n), timeoutMs: 900_000 });
+    return { ms: r.ms };
+  },
+  async change(ctx, i) {
+    const ep = chain('ep-', i, 0);
+    const r = await ctx.topo.routerRunOk('nft -f', 'nft', ['-f', '-'], { stdin: `flush chain ip kube ${ep}\nadd rule ip kube ${ep} meta l4proto tcp dnat to ${ctx.backends[0]}:${BACKEND_PORT + 1}\n` });
+    return r.ms;
+  },
+  async teardown(ctx) {
+    await ctx.topo.routerRun('nft', ['delete', 'table', 'ip', 'kube']);
+  },
+};
+
+export const CONTENDERS: Contender[] = [tsbpf, iptables, nftables];
+
+// ---------------------------------------------------------------------------
+// Traffic
+
+const CONN_RATE = `
+const net = require('node:net');
+const [host, port, secs, conc] = process.argv.slice(1);
+let done = 0, failed = 0; const end = Date.now() + Number(secs) * 1000;
+function one() {
+  if (Date.now() >= end) return;
+  const s = net.connect({ host, port: Number(port) });
+  const t = setTimeout(() => { failed++; s.destroy(); one(); }, 2000);
+  s.once('data', () => { clearTimeout(t); done++; s.destroy(); one(); });
+  s.on('error', () => { clearTimeout(t); failed++; one(); });
+}
+for (let i = 0; i < Number(conc); i++) one();
+setTimeout(() => { console.log(JSON.stringify({ done, failed })); process.exit(0); }, Number(secs) * 1000 + 300);
+`;
+
+const HELLO_SERVER = `
+const net = require('node:net');
+net.createServer((c) => { c.end('hello\\n'); c.on('error', () => {}); }).listen(Number(process.argv[1]), '0.0.0.0', () => console.log('ready'));
+`;
+
+async function connRate(ctx: Ctx, vip: string, seconds: number): Promise<{ perSecond: number; failed: number }> {
+  const r = await run(process.execPath, ['-e', CONN_RATE, vip, String(SVC_PORT), String(seconds), '16'], { netns: ctx.topo.client.ns, timeoutMs: seconds * 1000 + 20_000 });
+  const j = JSON.parse(r.stdout.trim()) as { done: number; failed: number };
+  return { perSecond: j.done / seconds, failed: j.failed };
+}
+
+async function throughput(ctx: Ctx, seconds: number): Promise<number> {
+  const r = await run('iperf3', ['-c', ctx.tputVip, '-p', String(IPERF_PORT), '-t', String(seconds), '-J', '--connect-timeout', '3000'], { netns: ctx.topo.client.ns, timeoutMs: seconds * 1000 + 20_000 });
+  const j = JSON.parse(r.stdout) as { end?: { sum_received?: { bits_per_second?: number } }; error?: string };
+  if (j.error || typeof j.end?.sum_received?.bits_per_second !== 'number') throw new Error(`iperf3: ${j.error ?? 'no result'}`);
+  return j.end.sum_received.bits_per_second;
+}
+
+// ---------------------------------------------------------------------------
+// The run
+
+export async function runServicesBench(config: { ns: number[]; seconds: number; contenders: string[] }, log: (s: string) => void): Promise<ServicesReport> {
+  const startedAt = new Date().toISOString();
+  const results: ServicesRow[] = [];
+  for (const n of config.ns) {
+    for (const c of CONTENDERS.filter((x) => config.contenders.includes(x.name))) {
+      const row: ServicesRow = { contender: c.name, n, programMs: null, changeMs: null, connPerSecond: null, tcpBitsPerSecond: null, errors: [] };
+      results.push(row);
+      const say = (s: string) => log(`[services] ${c.name} n=${n}: ${s}`);
+      let topo: BenchTopology | undefined;
+      try {
+        topo = await createBenchTopology(`tbs${c.name.slice(0, 2)}`);
+        const octets = topo.server.ipv4.split('.');
+        const backends = Array.from({ length: BACKENDS }, (_, j) => `${octets[0]}.${octets[1]}.${octets[2]}.${10 + j}`);
+        for (const b of backends) await runOk('backend address', 'ip', ['-n', topo.server.ns, 'addr', 'add', `${b}/24`, 'dev', topo.server.ifname]);
+        await runOk('tw reuse', 'sysctl', ['-q', '-w', 'net.ipv4.tcp_tw_reuse=1'], { netns: topo.client.ns });
+        const hello = startDaemon(process.execPath, ['-e', HELLO_SERVER, String(BACKEND_PORT)], { netns: topo.server.ns });
+        topo.onDestroy(() => hello.stop());
+        await hello.ready(/ready/);
+        const ctx: Ctx = { topo, backends, vip: (i) => `10.${96 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`, tputVip: '10.99.255.254' };
+        const p = await c.program(ctx, n);
+        row.programMs = p.ms;
+        if (p.cpuMs !== undefined) row.programCpuMs = p.cpuMs;
+        say(`programmed in ${p.ms.toFixed(0)} ms`);
+        const changes: number[] = [];
+        for (let k = 0; k < 5; k++) changes.push(await c.change(ctx, Math.floor(((k + 1) * n) / 6)));
+        row.changeMs = median(changes);
+        if (c.perPacket) row.perPacket = c.perPacket(ctx, n);
+        const rate = await connRate(ctx, ctx.vip(n - 1), config.seconds);
+        row.connPerSecond = rate.perSecond;
+        if (rate.failed) row.errors.push(`connections: ${rate.failed} failed`);
+        say(`${rate.perSecond.toFixed(0)} connections/s`);
+        row.tcpBitsPerSecond = await throughput(ctx, config.seconds);
+        say(`${(row.tcpBitsPerSecond / 1e9).toFixed(2)} Gbit/s`);
+        await c.teardown(ctx);
+      } catch (e) {
+        row.errors.push(e instanceof Error ? e.message : String(e));
+        say(`FAILED: ${row.errors.at(-1)}`);
+      } finally {
+        await topo?.close();
+      }
+    }
+  }
+  return { schema: 'tsbpf-bench-services/1', startedAt, finishedAt: new Date().toISOString(), host: { cpus: (await import('node:os')).cpus().length }, config, results };
+}
+
+const fmt = (v: number) => `${+v.toPrecision(3)}`;
+
+const CHARTS: Array<ChartSpec & { pick: (r: ServicesRow) => number | null | undefined }> = [
+  { file: 'services-program.svg', title: 'Programming N services (10 backends each)', subtitle: 'wall time, ms (lower is better)', pick: (r) => r.programMs, format: fmt, baseline: false, value: () => null },
+  { file: 'services-change.svg', title: 'Changing one backend', subtitle: 'median ms (lower is better)', pick: (r) => r.changeMs, format: fmt, baseline: false, value: () => null },
+  { file: 'services-connrate.svg', title: 'New connections per second through a VIP', subtitle: 'the last of N services (higher is better)', pick: (r) => r.connPerSecond, format: fmt, baseline: false, value: () => null },
+];
+
+export function writeServicesResults(report: ServicesReport, dir: string): string[] {
+  mkdirSync(dir, { recursive: true });
+  const stamp = report.startedAt.replace(/[:.]/g, '-').replace(/-\d+Z$/, 'Z');
+  const files = [path.join(dir, `services-${stamp}.json`), path.join(dir, 'services-latest.json')];
+  for (const f of files) writeFileSync(f, JSON.stringify(report, null, 2) + '\n');
+  // Reuse the bench's chart renderer: rows in its shape, the value picked per chart.
+  const contenders = [...new Set(report.results.map((r) => r.contender))];
+  for (const spec of CHARTS) {
+    const rows: ResultRow[] = report.results.map((r) => ({ contender: r.contender, n: r.n, tcp: null, udp: null, loadMs: null, addRule: null, memory: null, perPacketNs: spec.pick(r) ?? null, details: {}, errors: [] }));
+    const cfg: BenchConfig = { quick: false, ns: report.config.ns, contenders, seconds: report.config.seconds, repeats: 1, retries: 0, memoryCycles: 0, addRepeats: 0 };
+    const svg = renderChart({ results: rows, contenders: contenders.map((name) => ({ name, description: name })), config: cfg, host: report.host, startedAt: report.startedAt }, { ...spec, value: (row) => row.perPacketNs });
+    if (svg) {
+      writeFileSync(path.join(dir, spec.file), svg);
+      files.push(path.join(dir, spec.file));
+    }
+  }
+  return files;
+}
+
+export function formatServicesTable(report: ServicesReport): string {
+  const lines = ['contender   N       program ms  change ms  conn/s    Gbit/s  per-packet ns (tsbpf)'];
+  for (const r of report.results) {
+    const pp = r.perPacket ? Object.entries(r.perPacket).map(([k, v]) => `${k}=${v}`).join(' ') : '';
+    lines.push(
+      [
+        r.contender.padEnd(11),
+        String(r.n).padEnd(7),
+        (r.programMs?.toFixed(0) ?? '-').padStart(10) + (r.programCpuMs !== undefined ? ` (cpu ${r.programCpuMs.toFixed(0)})` : ''),
+        (r.changeMs?.toFixed(2) ?? '-').padStart(9),
+        (r.connPerSecond?.toFixed(0) ?? '-').padStart(8),
+        (r.tcpBitsPerSecond ? (r.tcpBitsPerSecond / 1e9).toFixed(2) : '-').padStart(7),
+        pp,
+        r.errors.length ? `errors: ${r.errors.join('; ')}` : '',
+      ].join('  '),
+    );
+  }
+  return lines.join('\n') + '\n';
+}
+
+async function main(): Promise<number> {
+  const argv = process.argv.slice(2);
+  const opt = (name: string) => {
+    const i = argv.indexOf(name);
+    return i >= 0 ? argv[i + 1] : undefined;
+  };
+  const quick = argv.includes('--quick');
+  const ns = (opt('--n') ?? (quick ? '10,1000,10000' : '10,100,1000,10000')).split(',').map(Number);
+  const seconds = Number(opt('--seconds') ?? (quick ? 2 : 5));
+  const contenders = (opt('--contenders') ?? 'tsbpf,iptables,nftables').split(',');
+  const out = opt('--out') ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'results');
+  const cleanup = () => {
+    killAllChildren();
+    destroyAllTopologies();
+  };
+  process.on('SIGINT', () => {
+    cleanup();
+    process.exit(130);
+  });
+  try {
+    const report = await runServicesBench({ ns, seconds, contenders }, (s) => process.stderr.write(`${s}\n`));
+    const files = writeServicesResults(report, out);
+    process.stdout.write(formatServicesTable(report));
+    process.stderr.write(`wrote ${files.join(', ')}\n`);
+    return report.results.some((r) => r.errors.length) ? 1 : 0;
+  } finally {
+    cleanup();
+  }
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
+  main().then((code) => process.exit(code));
+}

@@ -1,0 +1,740 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The stateful datapath of a `services()` program at TC: conntrack, service
+ * load balancing (DNAT to a backend), static DNAT rules, SNAT/masquerade, and
+ * the translation of replies and of ICMP errors about tracked connections.
+ * sdk/stateful.ts is the TS reference (evaluateServices); docs/stateful.md
+ * describes the model.
+ *
+ *   ingress: new connections meet services and DNAT rules (and hairpin SNAT);
+ *            replies and ICMP errors are translated back;
+ *   egress:  new connections meet services (client-side placement) and
+ *            SNAT/masquerade rules, which are decided once per connection.
+ *
+ * A forwarded packet passes an ingress and an egress hook: each direction of
+ * a connection is counted (and drives the TCP state) at the first hook that
+ * saw it.
+ */
+#ifndef TSBPF_SVC_H
+#define TSBPF_SVC_H
+
+#include <tsbpf/parse.h>
+#include <tsbpf/csum.h>
+#include <tsbpf/ct.h>
+#include <tsbpf/nat.h>
+#include <tsbpf/lb.h>
+
+#ifndef TC_ACT_OK
+#define TC_ACT_OK 0
+#define TC_ACT_SHOT 2
+#endif
+
+/* Slots of tsbpf_svc_stats (per CPU). sdk/stateful.ts SVC_STATS names them. */
+#define TSBPF_SVC_PACKETS 0
+#define TSBPF_SVC_UNTRACKED 1
+#define TSBPF_SVC_CT_NEW 2
+#define TSBPF_SVC_CT_ESTABLISHED 3
+#define TSBPF_SVC_CT_RELATED 4
+#define TSBPF_SVC_CT_INVALID 5
+#define TSBPF_SVC_LB_NEW 6
+#define TSBPF_SVC_DNAT_NEW 7
+#define TSBPF_SVC_SNAT_NEW 8
+#define TSBPF_SVC_HAIRPIN 9
+#define TSBPF_SVC_AFFINITY 10
+#define TSBPF_SVC_XLATE 11
+#define TSBPF_SVC_ICMP_XLATE 12
+#define TSBPF_SVC_DROP_NO_BACKEND 13
+#define TSBPF_SVC_DROP_NAT_EXHAUSTED 14
+#define TSBPF_SVC_DROP_CLASH 15
+#define TSBPF_SVC_DROP_ERROR 16
+#define TSBPF_SVC_NO_IFADDR 17
+#define TSBPF_SVC_STATS 20
+
+/* Event kinds (tsbpf_svc_events). */
+#define TSBPF_SVC_EV_NO_BACKEND 1
+#define TSBPF_SVC_EV_NAT_EXHAUSTED 2
+#define TSBPF_SVC_EV_CLASH 3
+
+#define TSBPF_HOOK_INGRESS TSBPF_CT_HOOK_INGRESS
+#define TSBPF_HOOK_EGRESS TSBPF_CT_HOOK_EGRESS
+
+struct tsbpf_svc_event {
+	__u64 ts_ns;
+	__u32 kind;
+	__u32 ifindex;
+	__u32 svc_id;
+	__u32 rule;    /* NAT rule index, or 0xffffffff */
+	__u8 family;
+	__u8 proto;
+	__u16 sport;
+	__u16 dport;
+	__u16 _pad;
+	__u32 src[4];
+	__u32 dst[4];
+};
+
+struct tsbpf_svc_scratch {
+	struct tsbpf_pkt pkt;
+	struct tsbpf_tuple t;  /* the packet */
+	struct tsbpf_tuple to; /* what it becomes */
+	struct tsbpf_tuple it; /* ICMP error: the quoted packet */
+	struct tsbpf_tuple ito;
+	struct tsbpf_ct_key key;
+	struct tsbpf_ct_key key2;
+	struct tsbpf_lb_key lbk;
+	struct tsbpf_ct_entry ent;
+	struct tsbpf_ct_entry alias;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tsbpf_svc_scratch);
+} tsbpf_svc_scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TSBPF_SVC_STATS);
+	__type(key, __u32);
+	__type(value, __u64);
+} tsbpf_svc_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 64 * 1024);
+} tsbpf_svc_events SEC(".maps");
+
+static __always_inline void tsbpf_svc_stat(__u32 slot)
+{
+	__u64 *c = bpf_map_lookup_elem(&tsbpf_svc_stats, &slot);
+	if (c)
+		*c += 1;
+}
+
+static __always_inline void tsbpf_svc_event(__u32 kind, const struct tsbpf_tuple *t, __u32 ifindex, __u32 svc_id, __u32 rule)
+{
+	struct tsbpf_svc_event *e = bpf_ringbuf_reserve(&tsbpf_svc_events, sizeof(*e), 0);
+	if (!e)
+		return;
+	e->ts_ns = bpf_ktime_get_ns();
+	e->kind = kind;
+	e->ifindex = ifindex;
+	e->svc_id = svc_id;
+	e->rule = rule;
+	e->family = t->family;
+	e->proto = t->proto;
+	e->sport = t->sport;
+	e->dport = t->dport;
+	e->_pad = 0;
+	__builtin_memcpy(e->src, t->src, 16);
+	__builtin_memcpy(e->dst, t->dst, 16);
+	bpf_ringbuf_submit(e, 0);
+}
+
+/* Build the packet's tuple: 0 a connection packet, 1 an ICMP error, -1 untracked. */
+static __always_inline int tsbpf_svc_tuple(struct __sk_buff *skb, const struct tsbpf_pkt *p, struct tsbpf_tuple *t)
+{
+	__u8 idb[2];
+	__u16 id;
+
+	__builtin_memset(t, 0, sizeof(*t));
+	if (p->present & TSBPF_HAS_IPV4) {
+		t->family = 4;
+		t->src[0] = p->ip4_src;
+		t->dst[0] = p->ip4_dst;
+	} else if (p->present & TSBPF_HAS_IPV6) {
+		t->family = 6;
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			t->src[i] = p->ip6_src[i];
+			t->dst[i] = p->ip6_dst[i];
+		}
+	} else {
+		return -1;
+	}
+	t->proto = p->proto;
+	if (p->present & (TSBPF_HAS_TCP | TSBPF_HAS_UDP)) {
+		t->sport = p->sport;
+		t->dport = p->dport;
+		return 0;
+	}
+	if (!(p->present & (TSBPF_HAS_ICMP | TSBPF_HAS_ICMPV6)))
+		return -1;
+	{
+		int v4 = p->present & TSBPF_HAS_ICMP;
+		__u8 ty = p->icmp_type;
+		int req = v4 ? ty == 8 : ty == 128;
+		int rep = v4 ? ty == 0 : ty == 129;
+		if (req || rep) {
+			if ((__u32)p->l4_off + 8 > p->len || bpf_skb_load_bytes(skb, p->l4_off + 4, idb, 2))
+				return -1;
+			id = tsbpf_be16(idb);
+			t->icmp = req ? TSBPF_CT_ICMP_ECHO_REQ : TSBPF_CT_ICMP_ECHO_REP;
+			if (req)
+				t->sport = id;
+			else
+				t->dport = id;
+			return 0;
+		}
+		if (v4 ? (ty == 3 || ty == 11 || ty == 12) : (ty >= 1 && ty <= 4))
+			return 1;
+	}
+	return -1;
+}
+
+/* The translated tuple, on the alias entry template for primary key *pkey. */
+static __always_inline void tsbpf_svc_alias_init(struct tsbpf_ct_entry *a, const struct tsbpf_ct_key *pkey, const struct tsbpf_tuple *t,
+						 __u64 now)
+{
+	__builtin_memset(a, 0, sizeof(*a));
+	a->role = TSBPF_CT_ALIAS;
+	a->family = t->family;
+	a->proto = t->proto;
+	a->created_ns = now;
+	__builtin_memcpy(&a->primary, pkey, sizeof(*pkey));
+}
+
+/*
+ * SNAT/masquerade rules for a connection leaving through `ifindex`: on the
+ * first rule that matches, reserve a source (address, port) and set *x.
+ * Returns 0 (no rule matched), 1 (translated) or -1 (the range is exhausted;
+ * *rule is the rule).
+ */
+static __always_inline int tsbpf_svc_snat(struct tsbpf_svc_scratch *s, const struct tsbpf_ct_config *cfg, struct tsbpf_tuple *x,
+					  const struct tsbpf_ct_key *pkey, __u32 ifindex, __u32 hash, __u64 now, __u32 *rule)
+{
+	__u32 found = tsbpf_nat_match(x, ifindex, (1u << TSBPF_NAT_SNAT) | (1u << TSBPF_NAT_MASQUERADE), cfg->nat_rules);
+	__u32 i;
+	struct tsbpf_nat_rule *r;
+
+	if (!found)
+		return 0;
+	i = found - 1;
+	r = bpf_map_lookup_elem(&tsbpf_nat_rules, &i);
+	if (!r)
+		return 0;
+	__builtin_memcpy(&s->to, x, sizeof(*x));
+	if (r->kind == TSBPF_NAT_MASQUERADE) {
+		struct tsbpf_nat_ifaddr *ia = bpf_map_lookup_elem(&tsbpf_nat_ifaddr, &ifindex);
+		if (!ia || (x->family == 4 ? !ia->has4 : !ia->has6)) {
+			tsbpf_svc_stat(TSBPF_SVC_NO_IFADDR);
+			return 0;
+		}
+		if (x->family == 4) {
+			s->to.src[0] = ia->v4;
+			s->to.src[1] = s->to.src[2] = s->to.src[3] = 0;
+		} else {
+			__builtin_memcpy(s->to.src, ia->v6, 16);
+		}
+	} else {
+		tsbpf_nat_pick_addr(s->to.src, r, hash);
+	}
+	__u16 pmin = r->port_min, pmax = r->port_max;
+	if (pmin == 0 && pmax == 0) {
+		pmin = x->icmp ? 0 : 1024;
+		pmax = 65535;
+	}
+	*rule = i;
+	tsbpf_svc_alias_init(&s->alias, pkey, x, now);
+	if (tsbpf_nat_alloc(&s->to, &s->key2, &s->alias, pmin, pmax, x->sport, hash, now))
+		return -1;
+	__builtin_memcpy(x, &s->to, sizeof(*x));
+	return 1;
+}
+
+/* Static DNAT rules for a new connection arriving on `ifindex`: 1 when one applied (x->dst/dport set). */
+static __always_inline int tsbpf_svc_dnat(const struct tsbpf_ct_config *cfg, struct tsbpf_tuple *x, __u32 ifindex, __u32 hash, __u32 *rule)
+{
+	__u32 found = tsbpf_nat_match(x, ifindex, 1u << TSBPF_NAT_DNAT, cfg->nat_rules);
+	__u32 i;
+	struct tsbpf_nat_rule *r;
+
+	if (!found)
+		return 0;
+	i = found - 1;
+	r = bpf_map_lookup_elem(&tsbpf_nat_rules, &i);
+	if (!r)
+		return 0;
+	tsbpf_nat_pick_addr(x->dst, r, hash);
+	if (r->port_min || r->port_max) {
+		__u32 span = (__u32)r->port_max - r->port_min + 1;
+		x->dport = (__u16)(r->port_min + hash % span);
+	}
+	*rule = i;
+	return 1;
+}
+
+/* Insert the alias of key *k unless it is held by a live connection; 0 on success. */
+static __always_inline int tsbpf_svc_reserve(struct tsbpf_ct_key *k, struct tsbpf_ct_entry *alias, __u64 now)
+{
+	if (bpf_map_update_elem(&tsbpf_ct, k, alias, BPF_NOEXIST) == 0)
+		return 0;
+	if (tsbpf_ct_key_free(k, &alias->primary, now) && bpf_map_update_elem(&tsbpf_ct, k, alias, BPF_ANY) == 0)
+		return 0;
+	return -1;
+}
+
+/* The tuple a packet of the original direction leaves this hook with. */
+static __always_inline void tsbpf_svc_forward(struct tsbpf_tuple *to, const struct tsbpf_ct_entry *e, const struct tsbpf_tuple *t, __u8 hook)
+{
+	__builtin_memcpy(to, &e->x, sizeof(*to));
+	/* At ingress only DNAT applies (and the hairpin's SNAT); other SNAT waits for egress. */
+	if (hook == TSBPF_HOOK_INGRESS && !(e->flags & TSBPF_CTF_HAIRPIN)) {
+		__builtin_memcpy(to->src, t->src, 16);
+		to->sport = t->sport;
+	}
+	to->icmp = t->icmp;
+}
+
+static __always_inline int tsbpf_svc_apply(struct __sk_buff *skb, struct tsbpf_svc_scratch *s)
+{
+	if (tsbpf_tuple_eq(&s->t, &s->to))
+		return TC_ACT_OK;
+	if (tsbpf_nat_rewrite(skb, &s->pkt, &s->t, &s->to)) {
+		tsbpf_svc_stat(TSBPF_SVC_DROP_ERROR);
+		return TC_ACT_SHOT;
+	}
+	tsbpf_svc_stat(TSBPF_SVC_XLATE);
+	return TC_ACT_OK;
+}
+
+/* A packet of a connection that exists. */
+static __always_inline int tsbpf_svc_existing(struct __sk_buff *skb, struct tsbpf_svc_scratch *s, const struct tsbpf_ct_config *cfg,
+					      struct tsbpf_ct_entry *e, int dir, int stage, __u8 hook, __u64 now)
+{
+	struct tsbpf_pkt *p = &s->pkt;
+	struct tsbpf_tuple *t = &s->t;
+
+	/* SNAT is decided once, at the first egress of the original direction. */
+	if (hook == TSBPF_HOOK_EGRESS && dir == 0 && !(e->flags & TSBPF_CTF_SNAT_DONE)) {
+		__u32 rule = 0;
+		struct tsbpf_tuple *x = &s->ito;
+		__builtin_memcpy(x, &e->x, sizeof(*x));
+		int r = tsbpf_svc_snat(s, cfg, x, &s->key, skb->ifindex, tsbpf_flow_hash(&e->o, cfg->seed), now, &rule);
+		if (r < 0) {
+			tsbpf_svc_stat(TSBPF_SVC_DROP_NAT_EXHAUSTED);
+			tsbpf_svc_event(TSBPF_SVC_EV_NAT_EXHAUSTED, t, skb->ifindex, e->svc_id, rule);
+			return TC_ACT_SHOT;
+		}
+		if (r > 0) {
+			__builtin_memcpy(e->x.src, x->src, 16);
+			e->x.sport = x->sport;
+			e->flags |= TSBPF_CTF_SNAT;
+			e->nat_rule = rule + 1;
+			tsbpf_svc_stat(TSBPF_SVC_SNAT_NEW);
+		}
+		e->flags |= TSBPF_CTF_SNAT_DONE;
+		/* Without DNAT the packet looked translated (o == x) until SNAT changed x. */
+		if (stage == 2 && !tsbpf_tuple_eq(t, &e->x))
+			stage = 0;
+	}
+	int invalid = (p->present & TSBPF_HAS_TCP) && tsbpf_tcp_flags_invalid(p->tcp_flags);
+	tsbpf_ct_update(e, p, cfg, dir, hook, now);
+	if (invalid)
+		tsbpf_svc_stat(TSBPF_SVC_CT_INVALID);
+	else if (dir == 0 && !(e->flags & TSBPF_CTF_SEEN_REPLY))
+		tsbpf_svc_stat(TSBPF_SVC_CT_NEW);
+	else
+		tsbpf_svc_stat(TSBPF_SVC_CT_ESTABLISHED);
+
+	if (dir == 0) {
+		if (stage == 2)
+			return TC_ACT_OK; /* translated already */
+		tsbpf_svc_forward(&s->to, e, t, hook);
+		if (stage == 1 && hook == TSBPF_HOOK_INGRESS)
+			return TC_ACT_OK; /* between DNAT and SNAT: nothing more at ingress */
+	} else {
+		if (stage == 2)
+			return TC_ACT_OK;
+		tsbpf_tuple_reverse(&s->to, &e->o);
+		s->to.icmp = t->icmp;
+	}
+	return tsbpf_svc_apply(skb, s);
+}
+
+/* The first packet of a connection. */
+static __always_inline int tsbpf_svc_new(struct __sk_buff *skb, struct tsbpf_svc_scratch *s, const struct tsbpf_ct_config *cfg, __u8 hook,
+					 __u64 now)
+{
+	struct tsbpf_pkt *p = &s->pkt;
+	struct tsbpf_tuple *t = &s->t;
+	struct tsbpf_ct_entry *ent = &s->ent;
+	__u8 state = tsbpf_ct_initial_state(p);
+	__u32 ifindex = skb->ifindex;
+	__u32 hash, rule = 0;
+	int track;
+
+	if (state == TSBPF_CT_NONE) {
+		tsbpf_svc_stat(TSBPF_SVC_CT_INVALID);
+		return TC_ACT_OK;
+	}
+	hash = tsbpf_flow_hash(t, cfg->seed);
+	tsbpf_ct_init(ent, t, p, cfg, state, hook, now);
+	tsbpf_ct_key_of(&s->key, t);
+	track = cfg->flags & TSBPF_CTC_TRACK_ALL;
+
+	struct tsbpf_lb_service *svc = tsbpf_lb_lookup(&s->lbk, t);
+	if (svc) {
+		__u32 bid = 0;
+		int aff = 0;
+		struct tsbpf_lb_backend *b = tsbpf_lb_select(svc, t, hash, now, &bid, &aff);
+		if (!b) {
+			tsbpf_svc_stat(TSBPF_SVC_DROP_NO_BACKEND);
+			tsbpf_svc_event(TSBPF_SVC_EV_NO_BACKEND, t, ifindex, svc->id, 0xffffffff);
+			return TC_ACT_SHOT;
+		}
+		__builtin_memcpy(ent->x.dst, b->addr, 16);
+		ent->x.dport = b->port;
+		ent->svc_id = svc->id;
+		ent->backend_id = bid;
+		ent->flags |= TSBPF_CTF_DNAT | (aff ? TSBPF_CTF_AFFINITY : 0);
+		tsbpf_svc_stat(TSBPF_SVC_LB_NEW);
+		if (aff)
+			tsbpf_svc_stat(TSBPF_SVC_AFFINITY);
+		track = 1;
+		/* Hairpin: the client is the backend; it must see the reply come from the VIP, so SNAT it to the VIP. */
+		if (hook == TSBPF_HOOK_INGRESS && tsbpf_addr_eq(b->addr, t->src)) {
+			__builtin_memcpy(&s->ito, &ent->x, sizeof(s->ito));
+			__builtin_memcpy(s->ito.src, t->dst, 16);
+			tsbpf_svc_alias_init(&s->alias, &s->key, t, now);
+			if (tsbpf_nat_alloc(&s->ito, &s->key2, &s->alias, 1024, 65535, t->sport, hash, now)) {
+				tsbpf_svc_stat(TSBPF_SVC_DROP_NAT_EXHAUSTED);
+				tsbpf_svc_event(TSBPF_SVC_EV_NAT_EXHAUSTED, t, ifindex, svc->id, 0xffffffff);
+				return TC_ACT_SHOT;
+			}
+			__builtin_memcpy(ent->x.src, s->ito.src, 16);
+			ent->x.sport = s->ito.sport;
+			ent->flags |= TSBPF_CTF_SNAT | TSBPF_CTF_SNAT_DONE | TSBPF_CTF_HAIRPIN;
+			tsbpf_svc_stat(TSBPF_SVC_HAIRPIN);
+		}
+	} else if (hook == TSBPF_HOOK_INGRESS && tsbpf_svc_dnat(cfg, &ent->x, ifindex, hash, &rule)) {
+		ent->flags |= TSBPF_CTF_DNAT;
+		ent->nat_rule = rule + 1;
+		tsbpf_svc_stat(TSBPF_SVC_DNAT_NEW);
+		track = 1;
+	}
+
+	if (hook == TSBPF_HOOK_EGRESS) {
+		int r;
+		rule = 0;
+		__builtin_memcpy(&s->ito, &ent->x, sizeof(s->ito));
+		r = tsbpf_svc_snat(s, cfg, &s->ito, &s->key, ifindex, hash, now, &rule);
+		if (r < 0) {
+			tsbpf_svc_stat(TSBPF_SVC_DROP_NAT_EXHAUSTED);
+			tsbpf_svc_event(TSBPF_SVC_EV_NAT_EXHAUSTED, t, ifindex, ent->svc_id, rule);
+			return TC_ACT_SHOT;
+		}
+		if (r > 0) {
+			__builtin_memcpy(ent->x.src, s->ito.src, 16);
+			ent->x.sport = s->ito.sport;
+			ent->flags |= TSBPF_CTF_SNAT;
+			ent->nat_rule = rule + 1;
+			tsbpf_svc_stat(TSBPF_SVC_SNAT_NEW);
+			track = 1;
+		}
+		ent->flags |= TSBPF_CTF_SNAT_DONE;
+	}
+	if (!track) {
+		tsbpf_svc_stat(TSBPF_SVC_UNTRACKED);
+		return TC_ACT_OK;
+	}
+
+	/* DNAT: the tuple between DNAT and SNAT finds the connection at egress and (without SNAT) its replies. */
+	if (ent->flags & TSBPF_CTF_DNAT) {
+		struct tsbpf_tuple *pre = &s->ito;
+		__builtin_memcpy(pre, t, sizeof(*pre));
+		__builtin_memcpy(pre->dst, ent->x.dst, 16);
+		pre->dport = ent->x.dport;
+		tsbpf_ct_key_of(&s->key2, pre);
+		if (!tsbpf_ct_key_eq(&s->key2, &s->key)) {
+			tsbpf_svc_alias_init(&s->alias, &s->key, t, now);
+			if (tsbpf_svc_reserve(&s->key2, &s->alias, now)) {
+				tsbpf_svc_stat(TSBPF_SVC_DROP_CLASH);
+				tsbpf_svc_event(TSBPF_SVC_EV_CLASH, t, ifindex, ent->svc_id, 0xffffffff);
+				return TC_ACT_SHOT;
+			}
+		}
+	}
+	if (bpf_map_update_elem(&tsbpf_ct, &s->key, ent, BPF_ANY)) {
+		tsbpf_svc_stat(TSBPF_SVC_DROP_ERROR);
+		return TC_ACT_SHOT;
+	}
+	tsbpf_svc_stat(TSBPF_SVC_CT_NEW);
+	tsbpf_svc_forward(&s->to, ent, t, hook);
+	return tsbpf_svc_apply(skb, s);
+}
+
+/*
+ * Read the packet an ICMP error quotes into *it (its tuple as it was sent).
+ * Offsets out: *ioff the quoted IP header, *il4 its L4 header. 0 on success.
+ */
+static __always_inline int tsbpf_svc_quoted(struct __sk_buff *skb, const struct tsbpf_pkt *p, struct tsbpf_tuple *it, __u32 *ioff, __u32 *il4)
+{
+	__u8 h[40];
+	__u8 l4[8];
+	__u32 off = (__u32)p->l4_off + 8;
+
+	__builtin_memset(it, 0, sizeof(*it));
+	if (off > TSBPF_MAX_HDR_OFF)
+		return -1;
+	if (p->present & TSBPF_HAS_IPV4) {
+		__u32 ihl;
+		if (off + 20 > p->len || bpf_skb_load_bytes(skb, off, h, 20))
+			return -1;
+		ihl = h[0] & 0xf;
+		if ((h[0] >> 4) != 4 || ihl < 5)
+			return -1;
+		if (tsbpf_be16(h + 6) & 0x1fff)
+			return -1; /* a non-first fragment has no ports to match */
+		it->family = 4;
+		it->proto = h[9];
+		it->src[0] = tsbpf_be32(h + 12);
+		it->dst[0] = tsbpf_be32(h + 16);
+		*il4 = off + ihl * 4;
+	} else {
+		if (off + 40 > p->len || bpf_skb_load_bytes(skb, off, h, 40))
+			return -1;
+		if ((h[0] >> 4) != 6)
+			return -1;
+		it->family = 6;
+		it->proto = h[6];
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			it->src[i] = tsbpf_be32(h + 8 + 4 * i);
+			it->dst[i] = tsbpf_be32(h + 24 + 4 * i);
+		}
+		*il4 = off + 40;
+	}
+	*ioff = off;
+	if (*il4 > TSBPF_MAX_HDR_OFF || *il4 + 8 > p->len || bpf_skb_load_bytes(skb, *il4, l4, 8))
+		return -1;
+	if (it->proto == TSBPF_IPPROTO_TCP || it->proto == TSBPF_IPPROTO_UDP) {
+		it->sport = tsbpf_be16(l4);
+		it->dport = tsbpf_be16(l4 + 2);
+		return 0;
+	}
+	if ((it->family == 4 && it->proto == TSBPF_IPPROTO_ICMP) || (it->family == 6 && it->proto == TSBPF_IPPROTO_ICMPV6)) {
+		__u8 ty = l4[0];
+		__u16 id = tsbpf_be16(l4 + 4);
+		if (ty == (it->family == 4 ? 8 : 128)) {
+			it->icmp = TSBPF_CT_ICMP_ECHO_REQ;
+			it->sport = id;
+			return 0;
+		}
+		if (ty == (it->family == 4 ? 0 : 129)) {
+			it->icmp = TSBPF_CT_ICMP_ECHO_REP;
+			it->dport = id;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* Rewrite one quoted address word-by-word: the inner L4 checksum (pseudo-header) and the ICMP checksum follow. */
+static __always_inline int tsbpf_svc_quoted_addr(struct __sk_buff *skb, __u32 at, const __u32 *old, const __u32 *new_, int v4, __u16 *ipc,
+						 __u16 *l4c, int pseudo, __u16 *icmpc)
+{
+	__u8 b[16];
+	int n = v4 ? 1 : 4;
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		if (i >= n)
+			continue;
+		if (v4)
+			*ipc = tsbpf_nat_csum_upd32(*ipc, old[i], new_[i]);
+		if (pseudo)
+			*l4c = tsbpf_nat_csum_upd32(*l4c, old[i], new_[i]);
+		*icmpc = tsbpf_nat_csum_upd32(*icmpc, old[i], new_[i]);
+		tsbpf_put32(b + 4 * i, new_[i]);
+	}
+	return bpf_skb_store_bytes(skb, at, b, v4 ? 4 : 16, 0);
+}
+
+static __always_inline int tsbpf_svc_quoted_port(struct __sk_buff *skb, __u32 at, __u16 old, __u16 new_, __u16 *l4c, __u16 *icmpc)
+{
+	__u8 b[2];
+	if (old == new_)
+		return 0;
+	*l4c = tsbpf_nat_csum_upd16(*l4c, old, new_);
+	*icmpc = tsbpf_nat_csum_upd16(*icmpc, old, new_);
+	tsbpf_put16(b, new_);
+	return bpf_skb_store_bytes(skb, at, b, 2, 0);
+}
+
+/* An ICMP error (ingress): translate the quoted packet and the outer addresses of a tracked connection. */
+static __always_inline int tsbpf_svc_icmp_error(struct __sk_buff *skb, struct tsbpf_svc_scratch *s, __u64 now)
+{
+	struct tsbpf_pkt *p = &s->pkt;
+	struct tsbpf_tuple *it = &s->it, *to = &s->ito;
+	struct tsbpf_ct_entry *e;
+	__u32 ioff = 0, il4 = 0;
+	__u8 cb[2];
+	int v4 = (p->present & TSBPF_HAS_IPV4) != 0;
+
+	if (tsbpf_svc_quoted(skb, p, it, &ioff, &il4)) {
+		tsbpf_svc_stat(TSBPF_SVC_CT_INVALID);
+		return TC_ACT_OK;
+	}
+	tsbpf_ct_key_of(&s->key, it);
+	e = tsbpf_ct_primary(&s->key, now);
+	if (!e) {
+		tsbpf_svc_stat(TSBPF_SVC_CT_INVALID);
+		return TC_ACT_OK;
+	}
+	tsbpf_svc_stat(TSBPF_SVC_CT_RELATED);
+	/* From what the quoted packet is to what its sender knows it as. */
+	if (tsbpf_tuple_eq(it, &e->x)) {
+		__builtin_memcpy(to, &e->o, sizeof(*to)); /* about the original direction: the error goes to the client */
+	} else if (tsbpf_tuple_rev_eq(it, &e->o)) {
+		tsbpf_tuple_reverse(to, &e->x); /* about a reply: the error goes to the server */
+	} else {
+		return TC_ACT_OK;
+	}
+	to->icmp = it->icmp;
+	if (tsbpf_tuple_eq(it, to))
+		return TC_ACT_OK;
+
+	/* The quoted headers. Checksums: inner IP (v4), inner L4 when quoted, and the ICMP checksum. */
+	__u16 icmpc = p->l4_csum, ipc = 0, l4c = 0;
+	__u32 ipc_at = ioff + 10, l4c_at = 0;
+	int pseudo = 0, keep_zero = 0;
+	if (v4) {
+		if (bpf_skb_load_bytes(skb, ipc_at, cb, 2))
+			return TC_ACT_OK;
+		ipc = tsbpf_be16(cb);
+	}
+	if (it->proto == TSBPF_IPPROTO_TCP)
+		l4c_at = il4 + 16, pseudo = 1;
+	else if (it->proto == TSBPF_IPPROTO_UDP)
+		l4c_at = il4 + 6, pseudo = 1, keep_zero = 1;
+	else
+		l4c_at = il4 + 2, pseudo = it->family == 6;
+	if (l4c_at + 2 > p->len || bpf_skb_load_bytes(skb, l4c_at, cb, 2)) {
+		l4c_at = 0; /* not quoted: nothing to keep */
+		pseudo = 0;
+	} else {
+		l4c = tsbpf_be16(cb);
+		if (keep_zero && l4c == 0)
+			pseudo = 0;
+	}
+	__u16 ipc0 = ipc, l4c0 = l4c;
+	__u16 *l4cp = &l4c;
+	if (!tsbpf_addr_eq(it->src, to->src) &&
+	    tsbpf_svc_quoted_addr(skb, ioff + (v4 ? 12 : 8), it->src, to->src, v4, &ipc, l4cp, pseudo, &icmpc))
+		goto fail;
+	if (!tsbpf_addr_eq(it->dst, to->dst) &&
+	    tsbpf_svc_quoted_addr(skb, ioff + (v4 ? 16 : 24), it->dst, to->dst, v4, &ipc, l4cp, pseudo, &icmpc))
+		goto fail;
+	{
+		/* Ports (or the echo id): the L4 checksum covers them whether or not it covers a pseudo-header. */
+		__u16 dummy = 0;
+		__u16 *pc = l4c_at ? l4cp : &dummy;
+		if (it->icmp) {
+			__u16 oid = it->icmp == TSBPF_CT_ICMP_ECHO_REQ ? it->sport : it->dport;
+			__u16 nid = it->icmp == TSBPF_CT_ICMP_ECHO_REQ ? to->sport : to->dport;
+			if (tsbpf_svc_quoted_port(skb, il4 + 4, oid, nid, pc, &icmpc))
+				goto fail;
+		} else {
+			if (keep_zero && l4c0 == 0)
+				pc = &dummy;
+			if (tsbpf_svc_quoted_port(skb, il4, it->sport, to->sport, pc, &icmpc) ||
+			    tsbpf_svc_quoted_port(skb, il4 + 2, it->dport, to->dport, pc, &icmpc))
+				goto fail;
+		}
+	}
+	if (l4c_at && l4c != l4c0) {
+		if (keep_zero && l4c == 0)
+			l4c = 0xffff;
+		icmpc = tsbpf_nat_csum_upd16(icmpc, l4c0, l4c);
+		tsbpf_put16(cb, l4c);
+		if (bpf_skb_store_bytes(skb, l4c_at, cb, 2, 0))
+			goto fail;
+	}
+	if (v4 && ipc != ipc0) {
+		icmpc = tsbpf_nat_csum_upd16(icmpc, ipc0, ipc);
+		tsbpf_put16(cb, ipc);
+		if (bpf_skb_store_bytes(skb, ipc_at, cb, 2, 0))
+			goto fail;
+	}
+	tsbpf_put16(cb, icmpc);
+	if (bpf_skb_store_bytes(skb, (__u32)p->l4_off + 2, cb, 2, 0))
+		goto fail;
+
+	/* The outer header: the error's sender and receiver as their peers know them. */
+	{
+		struct tsbpf_tuple *outer = &s->t;
+		__builtin_memcpy(&s->to, outer, sizeof(s->to));
+		if (tsbpf_addr_eq(outer->dst, it->src))
+			__builtin_memcpy(s->to.dst, to->src, 16);
+		if (tsbpf_addr_eq(outer->src, it->dst))
+			__builtin_memcpy(s->to.src, to->dst, 16);
+		if (tsbpf_nat_addr(skb, p, 0, outer->src, s->to.src) || tsbpf_nat_addr(skb, p, 1, outer->dst, s->to.dst))
+			goto fail;
+	}
+	tsbpf_svc_stat(TSBPF_SVC_ICMP_XLATE);
+	return TC_ACT_OK;
+fail:
+	tsbpf_svc_stat(TSBPF_SVC_DROP_ERROR);
+	return TC_ACT_SHOT;
+}
+
+/* The whole datapath for one packet at `hook` (TSBPF_HOOK_INGRESS / TSBPF_HOOK_EGRESS). */
+static __always_inline int tsbpf_svc(struct __sk_buff *skb, const __u8 hook)
+{
+	__u32 zero = 0;
+	struct tsbpf_svc_scratch *s = bpf_map_lookup_elem(&tsbpf_svc_scratch, &zero);
+	struct tsbpf_ct_config *cfg = bpf_map_lookup_elem(&tsbpf_ct_config, &zero);
+	struct tsbpf_ct_entry *e;
+	__u64 now;
+	int r, dir, stage;
+
+	if (!s || !cfg)
+		return TC_ACT_OK;
+	tsbpf_parse(skb, TSBPF_HOOK_TC, &s->pkt);
+	tsbpf_svc_stat(TSBPF_SVC_PACKETS);
+	r = tsbpf_svc_tuple(skb, &s->pkt, &s->t);
+	if (r < 0 || (r == 1 && hook != TSBPF_HOOK_INGRESS)) {
+		tsbpf_svc_stat(TSBPF_SVC_UNTRACKED);
+		return TC_ACT_OK;
+	}
+	now = bpf_ktime_get_coarse_ns();
+	if (r == 1)
+		return tsbpf_svc_icmp_error(skb, s, now);
+
+	tsbpf_ct_key_of(&s->key, &s->t);
+	e = tsbpf_ct_primary(&s->key, now);
+	if (e) {
+		struct tsbpf_tuple *t = &s->t;
+		/* stage: 0 untranslated, 1 between DNAT and SNAT, 2 translated */
+		if (tsbpf_tuple_eq(t, &e->o)) {
+			dir = 0;
+			stage = tsbpf_tuple_eq(t, &e->x) ? 2 : 0;
+		} else if (tsbpf_tuple_eq(t, &e->x)) {
+			dir = 0;
+			stage = 2;
+		} else if ((e->flags & TSBPF_CTF_DNAT) && t->sport == e->o.sport && t->dport == e->x.dport && tsbpf_addr_eq(t->src, e->o.src) &&
+			   tsbpf_addr_eq(t->dst, e->x.dst)) {
+			dir = 0;
+			stage = 1;
+		} else if (tsbpf_tuple_rev_eq(t, &e->x)) {
+			dir = 1;
+			stage = tsbpf_tuple_rev_eq(t, &e->o) ? 2 : 0;
+		} else if (tsbpf_tuple_rev_eq(t, &e->o)) {
+			dir = 1;
+			stage = 2;
+		} else {
+			e = 0; /* the key is a leftover of another connection */
+		}
+		/* A SYN on a closed connection opens a new one (which may pick another backend). */
+		if (e && dir == 0 && stage == 0 && (s->pkt.present & TSBPF_HAS_TCP) &&
+		    (s->pkt.tcp_flags & (TSBPF_TCP_SYN | TSBPF_TCP_ACK | TSBPF_TCP_RST)) == TSBPF_TCP_SYN &&
+		    (e->state == TSBPF_CT_TCP_CLOSE || e->state == TSBPF_CT_TCP_TIME_WAIT))
+			e = 0;
+		if (e)
+			return tsbpf_svc_existing(skb, s, cfg, e, dir, stage, hook, now);
+	}
+	return tsbpf_svc_new(skb, s, cfg, hook, now);
+}
+
+#endif /* TSBPF_SVC_H */

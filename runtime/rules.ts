@@ -1,0 +1,927 @@
+/**
+ * Live rule updates: `handle.rules.add / remove / replace / update` on a
+ * loaded filter.
+ *
+ * - A change that keeps the ruleset's shape (a classifiable rule added next
+ *   to, removed from or replaced within a classifier block whose key, tuple
+ *   budget and capacities it fits) is a map update: the rule's action record
+ *   and counter slot, its hash entries and any new tuple, written into the
+ *   inactive generation, then one write flips the active generation, then the
+ *   other generation is brought level. A packet sees the old ruleset or the
+ *   new one, never a mix, however many entries change (a batch, a replace, a
+ *   renumbered block).
+ * - Any other change regenerates the program: the new definition is
+ *   validated and compiled, loaded reusing the maps whose state must survive
+ *   (counters, sets, log events, error counters, user maps, and limit buckets
+ *   when the limits are unchanged), filled, and swapped in at every hook the
+ *   old one was attached to (an atomic replace), then the old one closes.
+ *
+ * Rules keep their slot (counters, action record, log events) for life;
+ * their ids follow definition order as the model says, so they move when
+ * rules are inserted before them. `handle.definition` is the ruleset as it is
+ * now, for evaluate(). docs/classification.md has the long form.
+ */
+import { compile, type CompileResult } from '../codegen/compile.js';
+import { FIELDS, hasField, tupleId, wideAddr, writeKey, type Conj, type KeyLayout } from '../codegen/classify/fields.js';
+import {
+  actionValue,
+  countSlot,
+  entryId,
+  PRIO_NONE,
+  prioGap,
+  T_MAX,
+  tagOf,
+  tupleSlot,
+  tupleValue,
+  u32Buf,
+  VAL_SIZE,
+  writeValue,
+  type ClassifyLayout,
+} from '../codegen/classify/plan.js';
+import { classifyRule, CLS_FLAG, CLS_VERDICT, type ClsAction } from '../codegen/classify/rule.js';
+import { RULE_DATA, type RuleData, type RuleLike } from '../sdk/dsl/rule.js';
+import { throwProblems, validateDefinition } from '../sdk/dsl/validate.js';
+import { DslError, TsbpfError } from '../sdk/errors.js';
+import type { ActionDef, ChainPolicy, Definition, RuleDef, SourcePosition } from '../sdk/model.js';
+import { loadCompiled, type LoadedFilter } from './filter.js';
+import type { BpfMap } from './map.js';
+import { native } from './native.js';
+import type { BpfObject } from './object.js';
+
+/** Where a rule goes. */
+export interface RulePlace {
+  /** The chain (default: the entry chain of the filter's first program, or the chain of `before`/`after`). */
+  chain?: string;
+  /** Index to insert at (0 = first; default: the end), or before / after a rule given by name or id. */
+  position?: number | { before: string | number } | { after: string | number };
+}
+
+export type RuleOp =
+  | { op: 'add'; rule: RuleLike; place?: RulePlace }
+  | { op: 'remove'; rule: string | number }
+  | { op: 'replace'; rule: string | number; with: RuleLike };
+
+export interface RuleUpdate {
+  /** 'map': classifier maps only; 'reload': the program was regenerated and replaced at its hooks. */
+  kind: 'map' | 'reload';
+  /** Why the ruleset's shape changed (reload only). */
+  why?: string;
+  /** Names of the rules added or replaced, in order. */
+  rules: string[];
+  /** Wall time, ms. */
+  ms: number;
+}
+
+interface LiveChain {
+  name: string;
+  policy: ChainPolicy;
+  source?: SourcePosition;
+  rules: LiveRule[];
+}
+
+interface LiveRule {
+  /** The rule as given (id and index are set when the definition is materialized). */
+  def: RuleDef;
+  chain: LiveChain;
+  slot: number;
+  cls?: { block: LiveBlock; prio: number; conjs: Conj[]; tids: number[]; action: ClsAction };
+  /** The materialized rule (current id and index). */
+  now?: RuleDef;
+}
+
+interface LiveTuple {
+  tid: number;
+  id: string;
+  mask: Conj;
+  /** Lower bound of the priorities of its entries. */
+  minPrio: number;
+  /** Entries (rule conjunctions) in it. */
+  count: number;
+}
+
+interface LiveEntry {
+  tag: number;
+  conj: Conj;
+  /** Rules with this masked key, by priority: the first one is in the map. */
+  list: Array<{ prio: number; slot: number }>;
+}
+
+interface LiveBlock {
+  id: number;
+  chain: LiveChain;
+  tuples: Map<string, LiveTuple>;
+  tids: Set<number>;
+  entries: Map<string, LiveEntry>;
+  rejectOk: boolean;
+}
+
+/** Why the shape changes: thrown inside an update, caught to regenerate. */
+class Reshape extends Error {}
+
+function reshape(why: string): never {
+  throw new Reshape(why);
+}
+
+/** Kernel writes of one update, made in one generation switch. */
+interface Pending {
+  /** Entries whose winner may change, with the winner before the update. */
+  entries: Map<string, { entry: LiveEntry; block: LiveBlock; before: { prio: number; slot: number } | undefined }>;
+  /** Blocks whose tuples changed. */
+  blocks: Set<LiveBlock>;
+  /** Writes that must land before the switch (action records, zeroed counters). */
+  pre: Array<[map: string, key: Buffer, value: Buffer]>;
+  /** Slots to free once the switch is done. */
+  freed: number[];
+  /** Undo steps for the in-memory state, newest last. */
+  undo: Array<() => void>;
+  names: string[];
+}
+
+const nextPow2 = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
+
+/** The rules of a loaded filter, changeable while it runs. Get it as `handle.rules`. */
+export class LiveRules {
+  #chains: LiveChain[] = [];
+  #byName = new Map<string, LiveRule>();
+  #bySlot = new Map<number, LiveRule>();
+  #blocks: LiveBlock[] = [];
+  #key!: KeyLayout;
+  #slotCapacity = 0;
+  #entryCapacity = 0;
+  #entryCount = 0;
+  #nextSlot = 0;
+  #free: number[] = [];
+  #gen = 0;
+  #hasEvents = false;
+  #def: Definition | undefined;
+  #byId: LiveRule[] = [];
+
+  /** @internal use handle.rules */
+  constructor(private readonly host: LoadedFilter) {
+    this.#build(host.compiled);
+  }
+
+  /** The ruleset as it is now (ids in definition order). */
+  get definition(): Definition {
+    if (!this.#def) this.#materialize();
+    return this.#def!;
+  }
+
+  /** Number of rules. */
+  get size(): number {
+    return this.#byName.size;
+  }
+
+  /** Add a rule at a place (default: the end of the entry chain). */
+  add(rule: RuleLike, place: RulePlace = {}): RuleUpdate {
+    return this.update([{ op: 'add', rule, place }]);
+  }
+
+  /** Remove a rule, by name or current id. */
+  remove(rule: string | number): RuleUpdate {
+    return this.update([{ op: 'remove', rule }]);
+  }
+
+  /** Put `next` in the place of a rule (it keeps the old name unless it has its own). */
+  replace(rule: string | number, next: RuleLike): RuleUpdate {
+    return this.update([{ op: 'replace', rule, with: next }]);
+  }
+
+  /**
+   * Several changes at once, atomically for packets: all become visible in one
+   * generation switch (or one program replacement). Nothing changes when any
+   * of them is invalid.
+   */
+  update(ops: readonly RuleOp[]): RuleUpdate {
+    const started = process.hrtime.bigint();
+    const ms = () => Number(process.hrtime.bigint() - started) / 1e6;
+    const p: Pending = { entries: new Map(), blocks: new Set(), pre: [], freed: [], undo: [], names: [] };
+    try {
+      for (const op of ops) this.#apply(op, p);
+    } catch (e) {
+      // Back to the state before this update, then either regenerate or fail.
+      for (const u of p.undo.reverse()) u();
+      if (!(e instanceof Reshape)) throw e;
+      const names = this.#regenerate(ops, e.message);
+      return { kind: 'reload', why: e.message, rules: names, ms: ms() };
+    }
+    this.#def = undefined;
+    try {
+      this.#flush(p);
+    } catch (e) {
+      // The maps may be half written: regenerate from the state we meant.
+      this.#regenerate([], `map update failed: ${(e as Error).message}`);
+      return { kind: 'reload', why: `map update failed: ${(e as Error).message}`, rules: p.names, ms: ms() };
+    }
+    return { kind: 'map', rules: p.names, ms: ms() };
+  }
+
+  /** @internal the slot of a rule by current id. */
+  slotOf(id: number): number {
+    if (!this.#def) this.#materialize();
+    return this.#byId[id]?.slot ?? id;
+  }
+
+  /** @internal the rule holding a slot, as it is now. */
+  ruleOfSlot(slot: number): RuleDef | undefined {
+    const r = this.#bySlot.get(slot);
+    if (!r) return undefined;
+    if (!this.#def) this.#materialize();
+    return r.now;
+  }
+
+  // -------------------------------------------------------------------------
+  // State
+
+  #build(compiled: CompileResult): void {
+    const def = compiled.definition;
+    const plan = compiled.classification;
+    const slots = compiled.ruleSlots;
+    this.#chains = [];
+    this.#byName = new Map();
+    this.#bySlot = new Map();
+    this.#blocks = [];
+    let maxSlot = -1;
+    const byId: LiveRule[] = [];
+    for (const c of def.chains) {
+      const chain: LiveChain = { name: c.name, policy: c.policy, ...(c.source ? { source: c.source } : {}), rules: [] };
+      for (const r of c.rules) {
+        const lr: LiveRule = { def: r, chain, slot: slots?.[r.id] ?? r.id, now: r };
+        chain.rules.push(lr);
+        this.#byName.set(r.name, lr);
+        this.#bySlot.set(lr.slot, lr);
+        byId[r.id] = lr;
+        maxSlot = Math.max(maxSlot, lr.slot);
+      }
+      this.#chains.push(chain);
+    }
+    const chainOf = new Map(this.#chains.map((c) => [c.name, c]));
+    let entries = 0;
+    for (const b of plan.tss) {
+      const block: LiveBlock = { id: b.id!, chain: chainOf.get(b.chain)!, tuples: new Map(), tids: new Set(), entries: new Map(), rejectOk: b.rejectOk ?? false };
+      const byTid = new Map<number, LiveTuple>();
+      for (const t of b.tuples) {
+        const lt: LiveTuple = { tid: t.tid, id: t.id, mask: t.mask, minPrio: t.minPrio, count: 0 };
+        block.tuples.set(t.id, lt);
+        block.tids.add(t.tid);
+        byTid.set(t.tid, lt);
+      }
+      for (const m of b.members) {
+        const lr = byId[m.rule.id]!;
+        lr.cls = { block, prio: m.prio, conjs: m.conjs, tids: m.tids, action: m.action };
+        m.conjs.forEach((c, i) => {
+          const tid = m.tids[i]!;
+          byTid.get(tid)!.count++;
+          const tag = tagOf(block.id, tid);
+          const id = entryId(tag, c);
+          let e = block.entries.get(id);
+          if (!e) {
+            e = { tag, conj: c, list: [] };
+            block.entries.set(id, e);
+            entries++;
+          }
+          // Members come in priority order, so the list stays sorted.
+          e.list.push({ prio: m.prio, slot: m.slot });
+        });
+      }
+      this.#blocks.push(block);
+    }
+    this.#key = plan.key;
+    this.#slotCapacity = plan.slotCapacity;
+    this.#entryCapacity = plan.entryCapacity;
+    this.#entryCount = entries;
+    this.#nextSlot = maxSlot + 1;
+    // Slots no rule holds (freed by earlier updates) are handed out first.
+    this.#free = [];
+    for (let s = 0; s < maxSlot; s++) if (!this.#bySlot.has(s)) this.#free.push(s);
+    this.#hasEvents = compiled.maps.some((m) => m.name === 'tsbpf_events');
+    const ctl = this.host.object.maps['tsbpf_cls_ctl'];
+    this.#gen = ctl ? (ctl.raw.get(u32Buf(0))?.readUInt32LE(0) ?? 0) & 1 : 0;
+    this.#def = def;
+    this.#byId = byId;
+  }
+
+  #materialize(): void {
+    const base = this.host.compiled.definition;
+    let id = 0;
+    let limitId = 0;
+    const byId: LiveRule[] = [];
+    const chains = this.#chains.map((c) => ({
+      name: c.name,
+      policy: c.policy,
+      ...(c.source ? { source: c.source } : {}),
+      rules: c.rules.map((lr, index) => {
+        const actions = lr.def.actions.map((a) => (a.kind === 'limit' ? { ...a, limitId: limitId++ } : a));
+        const now: RuleDef = { ...lr.def, id: id++, index, chain: c.name, actions };
+        lr.now = now;
+        byId.push(lr);
+        return now;
+      }),
+    }));
+    this.#def = { ...base, chains };
+    this.#byId = byId;
+  }
+
+  // -------------------------------------------------------------------------
+  // Fast path: one op on the in-memory state, kernel writes collected in p
+
+  #apply(op: RuleOp, p: Pending): void {
+    if (op.op === 'add') {
+      const lr = this.#newRule(op.rule, this.#chainFor(op.place));
+      const index = this.#indexFor(lr.chain, op.place);
+      this.#insert(lr, index, p);
+      this.#classifyInto(lr, index, p, undefined);
+      p.names.push(lr.def.name);
+      return;
+    }
+    const old = this.#resolve(op.rule);
+    if (op.op === 'remove') {
+      if (!old.cls) reshape(`rule '${old.def.name}' is not in a classifier block`);
+      const index = old.chain.rules.indexOf(old);
+      this.#unclassify(old, p);
+      this.#detach(old, index, p);
+      return;
+    }
+    const lr = this.#newRule(op.with, old.chain, old.def.name);
+    if (!old.cls) reshape(`rule '${old.def.name}' is not in a classifier block`);
+    const index = old.chain.rules.indexOf(old);
+    const { block, prio } = old.cls;
+    this.#unclassify(old, p);
+    this.#detach(old, index, p);
+    this.#insert(lr, index, p);
+    this.#classifyInto(lr, index, p, { block, prio });
+    p.names.push(lr.def.name);
+  }
+
+  #chainFor(place: RulePlace | undefined): LiveChain {
+    const pos = place?.position;
+    if (place?.chain !== undefined) {
+      const c = this.#chains.find((x) => x.name === place.chain);
+      if (!c) throw new TsbpfError('INVALID_ARGUMENT', `filter '${this.host.name}' has no chain '${place.chain}'`);
+      return c;
+    }
+    if (pos && typeof pos === 'object') return this.#resolve('before' in pos ? pos.before : pos.after).chain;
+    const entry = this.host.compiled.definition.programs[0]?.entry;
+    return this.#chains.find((c) => c.name === entry) ?? this.#chains[0]!;
+  }
+
+  #indexFor(chain: LiveChain, place: RulePlace | undefined): number {
+    const pos = place?.position;
+    if (pos === undefined) return chain.rules.length;
+    if (typeof pos === 'number') {
+      if (!Number.isInteger(pos) || pos < 0 || pos > chain.rules.length) {
+        throw new TsbpfError('INVALID_ARGUMENT', `position ${pos} is outside chain '${chain.name}' (0..${chain.rules.length})`);
+      }
+      return pos;
+    }
+    const ref = this.#resolve('before' in pos ? pos.before : pos.after);
+    if (ref.chain !== chain) throw new TsbpfError('INVALID_ARGUMENT', `rule '${ref.def.name}' is in chain '${ref.chain.name}', not '${chain.name}'`);
+    const i = chain.rules.indexOf(ref);
+    return 'before' in pos ? i : i + 1;
+  }
+
+  #resolve(ref: string | number): LiveRule {
+    if (typeof ref === 'string') {
+      const r = this.#byName.get(ref);
+      if (!r) throw new TsbpfError('INVALID_ARGUMENT', `filter '${this.host.name}' has no rule '${ref}'`);
+      return r;
+    }
+    if (!this.#def) this.#materialize();
+    const r = Number.isInteger(ref) ? this.#byId[ref] : undefined;
+    if (!r) throw new TsbpfError('INVALID_ARGUMENT', `filter '${this.host.name}' has no rule with id ${ref}`);
+    return r;
+  }
+
+  /** A rule from the DSL, checked on its own against the filter's chains and sets. */
+  #newRule(rule: RuleLike, chain: LiveChain, fallbackName?: string): LiveRule {
+    const data = (rule as { [RULE_DATA]?: RuleData } | undefined)?.[RULE_DATA];
+    if (!data) throw new TsbpfError('INVALID_ARGUMENT', 'rules.add/replace take a rule made with rule(...)');
+    const name = data.name ?? fallbackName ?? this.#freshName(chain);
+    if (this.#byName.has(name) && name !== fallbackName) throw new DslError(`there is a rule named '${name}' already`, { rule: name, ...(data.source ? { source: data.source } : {}) });
+    let limitId = 0;
+    const actions = data.actions.map((a) => (a.kind === 'limit' ? { ...a, limitId: limitId++ } : { ...a })) as ActionDef[];
+    const def: RuleDef = { id: 0, name, chain: chain.name, index: 0, match: data.match.expr, actions };
+    if (data.comment !== undefined) def.comment = data.comment;
+    if (data.source) def.source = data.source;
+    const base = this.host.compiled.definition;
+    const mini: Definition = {
+      ...base,
+      chains: this.#chains.map((c) => ({ name: c.name, policy: c.policy, rules: c === chain ? [def] : [] })),
+    };
+    throwProblems([
+      ...data.match.problems.map((message) => ({ message, rule: name, ...(data.source ? { source: data.source } : {}) })),
+      ...validateDefinition(mini),
+    ]);
+    return { def, chain, slot: -1 };
+  }
+
+  #freshName(chain: LiveChain): string {
+    for (let i = chain.rules.length; ; i++) if (!this.#byName.has(`${chain.name}#${i}`)) return `${chain.name}#${i}`;
+  }
+
+  #insert(lr: LiveRule, index: number, p: Pending): void {
+    lr.chain.rules.splice(index, 0, lr);
+    this.#byName.set(lr.def.name, lr);
+    p.undo.push(() => {
+      lr.chain.rules.splice(lr.chain.rules.indexOf(lr), 1);
+      this.#byName.delete(lr.def.name);
+    });
+  }
+
+  #detach(lr: LiveRule, index: number, p: Pending): void {
+    lr.chain.rules.splice(index, 1);
+    this.#byName.delete(lr.def.name);
+    this.#bySlot.delete(lr.slot);
+    p.freed.push(lr.slot);
+    p.undo.push(() => {
+      lr.chain.rules.splice(index, 0, lr);
+      this.#byName.set(lr.def.name, lr);
+      this.#bySlot.set(lr.slot, lr);
+      p.freed.pop();
+    });
+  }
+
+  /** Put lr (already in its chain at index) into a block: at `into` (a replace) or next to its neighbours. */
+  #classifyInto(lr: LiveRule, index: number, p: Pending, into: { block: LiveBlock; prio: number } | undefined): void {
+    const k = classifyRule(lr.def);
+    if (!k.ok) reshape(`rule '${lr.def.name}' is not classifiable (${k.why})`);
+    const rules = lr.chain.rules;
+    const prev = rules[index - 1];
+    const next = rules[index + 1];
+    let block = into?.block;
+    if (!block) {
+      const candidates = [prev?.cls?.block, next?.cls?.block].filter((b): b is LiveBlock => b !== undefined);
+      block = candidates.find((b) => this.#fits(b, k.conjs)) ?? candidates[0];
+      if (!block) reshape(`no classifier block next to where rule '${lr.def.name}' goes`);
+    }
+    // The key must have the fields the rule tests.
+    for (const c of k.conjs) {
+      for (const f of FIELDS) if (hasField(c, f) && !this.#key.fields.some((x) => x.field === f)) reshape(`rule '${lr.def.name}' tests ${f}, which the classifier key lacks`);
+      if (!this.#key.v6 && (wideAddr(c, 'src') || wideAddr(c, 'dst'))) reshape(`rule '${lr.def.name}' needs IPv6 addresses in the classifier key`);
+    }
+    if (!this.#fits(block, k.conjs)) reshape(`block ${block.id} would need more than ${T_MAX} tuples`);
+    if (k.action.flags & CLS_FLAG.LOG && !this.#hasEvents) reshape(`rule '${lr.def.name}' logs, and the filter has no log ring buffer yet`);
+    if (k.action.verdict === CLS_VERDICT.reject && !block.rejectOk) reshape(`rule '${lr.def.name}' rejects, and the program has no reject stage yet`);
+    if (this.#entryCount + k.conjs.length > this.#entryCapacity) reshape(`the classifier hash is full (${this.#entryCapacity} entries)`);
+
+    // Priority: between its neighbours in the block; a block without room is renumbered.
+    let prio = into?.prio;
+    if (prio === undefined) {
+      const lo = prev?.cls?.block === block ? prev.cls.prio : 0;
+      const hi = next?.cls?.block === block ? next.cls.prio : Math.min(PRIO_NONE - 1, lo + 2 * prioGap(1));
+      if (hi - lo >= 2) prio = lo + Math.floor((hi - lo) / 2);
+    }
+    const slot = this.#allocSlot(p);
+    lr.slot = slot;
+    this.#bySlot.set(slot, lr);
+    p.undo.push(() => this.#bySlot.delete(slot));
+    p.pre.push(['tsbpf_cls_act', u32Buf(slot), actionValue(k.action, slot)]);
+    const counters = this.host.object.maps['tsbpf_counters'];
+    if (counters) p.pre.push(['tsbpf_counters', u32Buf(slot), Buffer.alloc(counters.valueBytes)]);
+    lr.cls = { block, prio: prio ?? 0, conjs: k.conjs, tids: [], action: k.action };
+    p.undo.push(() => delete lr.cls);
+    if (prio === undefined) this.#respace(block, lr, p);
+    this.#addEntries(lr, p);
+  }
+
+  #fits(block: LiveBlock, conjs: readonly Conj[]): boolean {
+    let added = 0;
+    const seen = new Set<string>();
+    for (const c of conjs) {
+      const id = tupleId(c);
+      if (!block.tuples.has(id) && !seen.has(id)) added++;
+      seen.add(id);
+    }
+    return block.tuples.size + added <= T_MAX;
+  }
+
+  #allocSlot(p: Pending): number {
+    if (this.#free.length) {
+      const s = this.#free.shift()!;
+      p.undo.push(() => this.#free.unshift(s));
+      return s;
+    }
+    if (this.#nextSlot >= this.#slotCapacity) reshape(`all ${this.#slotCapacity} rule slots are taken`);
+    const s = this.#nextSlot++;
+    p.undo.push(() => this.#nextSlot--);
+    return s;
+  }
+
+  #touch(block: LiveBlock, id: string, e: LiveEntry, p: Pending): void {
+    // Entry ids start with the tag, which holds the block: unique across blocks.
+    if (!p.entries.has(id)) p.entries.set(id, { entry: e, block, before: e.list[0] ? { ...e.list[0] } : undefined });
+  }
+
+  #addEntries(lr: LiveRule, p: Pending): void {
+    const cls = lr.cls!;
+    const block = cls.block;
+    cls.tids = cls.conjs.map((c) => {
+      const tid = tupleId(c);
+      let t = block.tuples.get(tid);
+      if (!t) {
+        let n = 0;
+        while (block.tids.has(n)) n++;
+        if (n >= 256) reshape(`block ${block.id} has no tuple id left`);
+        const nt: LiveTuple = { tid: n, id: tid, mask: c, minPrio: cls.prio, count: 0 };
+        block.tuples.set(tid, nt);
+        block.tids.add(n);
+        p.undo.push(() => {
+          block.tuples.delete(tid);
+          block.tids.delete(n);
+        });
+        t = nt;
+      }
+      const tt = t;
+      const oldMin = tt.minPrio;
+      tt.count++;
+      tt.minPrio = Math.min(tt.minPrio, cls.prio);
+      p.undo.push(() => {
+        tt.count--;
+        tt.minPrio = oldMin;
+      });
+      p.blocks.add(block);
+      return tt.tid;
+    });
+    cls.conjs.forEach((c, i) => {
+      const tag = tagOf(block.id, cls.tids[i]!);
+      const id = entryId(tag, c);
+      let e = block.entries.get(id);
+      if (!e) {
+        const ne: LiveEntry = { tag, conj: c, list: [] };
+        block.entries.set(id, ne);
+        this.#entryCount++;
+        p.undo.push(() => {
+          block.entries.delete(id);
+          this.#entryCount--;
+        });
+        e = ne;
+      }
+      this.#touch(block, id, e, p);
+      const list = e.list;
+      const item = { prio: cls.prio, slot: lr.slot };
+      let at = list.findIndex((x) => x.prio > item.prio);
+      if (at < 0) at = list.length;
+      list.splice(at, 0, item);
+      p.undo.push(() => list.splice(list.indexOf(item), 1));
+    });
+  }
+
+  #unclassify(lr: LiveRule, p: Pending): void {
+    const cls = lr.cls!;
+    const block = cls.block;
+    cls.conjs.forEach((c, i) => {
+      const tid = cls.tids[i]!;
+      const tag = tagOf(block.id, tid);
+      const id = entryId(tag, c);
+      const e = block.entries.get(id);
+      if (e) {
+        this.#touch(block, id, e, p);
+        const at = e.list.findIndex((x) => x.slot === lr.slot && x.prio === cls.prio);
+        if (at >= 0) {
+          const [item] = e.list.splice(at, 1);
+          p.undo.push(() => e.list.splice(at, 0, item!));
+        }
+      }
+      for (const t of block.tuples.values()) {
+        if (t.tid !== tid) continue;
+        t.count--;
+        p.undo.push(() => t.count++);
+        p.blocks.add(block);
+      }
+    });
+    p.undo.push(() => (lr.cls = cls));
+    delete lr.cls;
+  }
+
+  /**
+   * No room between two priorities: spread the rules around lr evenly over a
+   * window wide enough (doubling it until it is), like an order-maintenance
+   * list. Only the rules in the window get new priorities (their entries are
+   * rewritten), so repeated inserts at one place cost O(log n) on average.
+   */
+  #respace(block: LiveBlock, lr: LiveRule, p: Pending): void {
+    // Block members around lr, walking out from it (a block is a contiguous run of its chain).
+    const rules = block.chain.rules;
+    const idx = rules.indexOf(lr);
+    const left: LiveRule[] = [];
+    const right: LiveRule[] = [];
+    let li = idx - 1;
+    let ri = idx + 1;
+    const grow = (w: number) => {
+      while (left.length < w + 1 && li >= 0 && rules[li]!.cls?.block === block) left.push(rules[li--]!);
+      while (right.length < w + 1 && ri < rules.length && rules[ri]!.cls?.block === block) right.push(rules[ri++]!);
+    };
+    let members: LiveRule[] = [];
+    let at = 0;
+    let a = 0;
+    let b = 0;
+    let lo = 0;
+    let hi = PRIO_NONE - 1;
+    for (let w = 1; ; w *= 2) {
+      grow(w);
+      // members = left reversed, lr, right; a..b the window, with one neighbour outside each end when there is one.
+      members = [...left.slice().reverse(), lr, ...right];
+      at = left.length;
+      const n = members.length;
+      a = Math.max(0, at - w);
+      b = Math.min(n - 1, at + w);
+      const leftEnd = a === 0 && left.length < w + 1;
+      const rightEnd = b === n - 1 && right.length < w + 1;
+      lo = a > 0 ? members[a - 1]!.cls!.prio : leftEnd ? 0 : members[a]!.cls!.prio;
+      hi = b < n - 1 ? members[b + 1]!.cls!.prio : rightEnd ? PRIO_NONE - 1 : members[b]!.cls!.prio;
+      if (hi - lo >= 2 * (b - a + 2) || (leftEnd && rightEnd)) break;
+    }
+    const step = Math.floor((hi - lo) / (b - a + 2));
+    if (step < 1) reshape(`block ${block.id} has no priorities left`);
+    const moved = new Map<number, number>();
+    const olds: Array<[LiveRule, number]> = [];
+    for (let i = a; i <= b; i++) {
+      const r = members[i]!;
+      olds.push([r, r.cls!.prio]);
+      r.cls!.prio = lo + (i - a + 1) * step;
+      if (r !== lr) moved.set(r.slot, r.cls!.prio);
+    }
+    // Entries of the moved rules: new priorities, lists re-sorted; tuple bounds lowered where needed.
+    const lists: Array<[LiveEntry, Array<{ prio: number; slot: number }>]> = [];
+    const bounds: Array<[LiveTuple, number]> = [];
+    for (let i = a; i <= b; i++) {
+      const r = members[i]!;
+      if (r === lr) continue;
+      const cls = r.cls!;
+      cls.conjs.forEach((c, k) => {
+        const tid = cls.tids[k]!;
+        const id = entryId(tagOf(block.id, tid), c);
+        const e = block.entries.get(id);
+        if (e) {
+          this.#touch(block, id, e, p);
+          lists.push([e, e.list]);
+          e.list = e.list.map((x) => (moved.has(x.slot) ? { prio: moved.get(x.slot)!, slot: x.slot } : x)).sort((x, y) => x.prio - y.prio);
+        }
+        for (const t of block.tuples.values()) {
+          if (t.tid === tid && cls.prio < t.minPrio) {
+            bounds.push([t, t.minPrio]);
+            t.minPrio = cls.prio;
+          }
+        }
+      });
+    }
+    p.blocks.add(block);
+    p.undo.push(() => {
+      for (const [r, prio] of olds) r.cls!.prio = prio;
+      for (const [e, l] of lists.reverse()) e.list = l;
+      for (const [t, m] of bounds.reverse()) t.minPrio = m;
+    });
+  }
+
+  // -------------------------------------------------------------------------
+  // The generation switch
+
+  #flush(p: Pending): void {
+    const maps = this.host.object.maps;
+    const hash = maps['tsbpf_cls'];
+    const tup = maps['tsbpf_cls_tup'];
+    const ctl = maps['tsbpf_cls_ctl'];
+    if (!hash || !tup || !ctl) throw new TsbpfError('INTERNAL', 'the filter has no classifier maps');
+    const n = native();
+    for (const [name, key, value] of p.pre) n.mapUpdate(maps[name]!.fd, key, value, 0);
+
+    const g = this.#gen;
+    const h = 1 - g;
+    const changed: Array<{ key: Buffer; after: { prio: number; slot: number } | undefined; id: string; block: LiveBlock }> = [];
+    const keys: Buffer[] = [];
+    const values: Buffer[] = [];
+    for (const [id, { entry, block, before }] of p.entries) {
+      const after = entry.list[0];
+      if (before?.prio === after?.prio && before?.slot === after?.slot) continue;
+      const key = Buffer.allocUnsafe(this.#key.size);
+      writeKey(this.#key, key, 0, entry.tag, entry.conj);
+      const v = Buffer.alloc(VAL_SIZE);
+      const pr = [PRIO_NONE, PRIO_NONE];
+      const sl = [0, 0];
+      pr[g] = before?.prio ?? PRIO_NONE;
+      sl[g] = before?.slot ?? 0;
+      pr[h] = after?.prio ?? PRIO_NONE;
+      sl[h] = after?.slot ?? 0;
+      writeValue(v, 0, pr[0]!, sl[0]!, pr[1]!, sl[1]!);
+      keys.push(key);
+      values.push(v);
+      changed.push({ key, after, id, block });
+    }
+    writeMany(hash, keys, values);
+    const orders = new Map<LiveBlock, LiveTuple[]>();
+    for (const b of p.blocks) {
+      const order = [...b.tuples.values()].filter((t) => t.count > 0).sort((x, y) => x.minPrio - y.minPrio || x.tid - y.tid);
+      orders.set(b, order);
+      this.#writeTuples(b, h, order, tup, ctl);
+    }
+    // The switch: packets from now on read generation h.
+    n.mapUpdate(ctl.fd, u32Buf(0), u32Buf(h), 0);
+    this.#gen = h;
+    // Bring generation g level with h.
+    const mk: Buffer[] = [];
+    const mv: Buffer[] = [];
+    for (const c of changed) {
+      if (!c.after) {
+        n.mapDelete(hash.fd, c.key);
+        c.block.entries.delete(c.id);
+        this.#entryCount--;
+        continue;
+      }
+      const v = Buffer.alloc(VAL_SIZE);
+      writeValue(v, 0, c.after.prio, c.after.slot, c.after.prio, c.after.slot);
+      mk.push(c.key);
+      mv.push(v);
+    }
+    writeMany(hash, mk, mv);
+    for (const [b, order] of orders) {
+      this.#writeTuples(b, g, order, tup, ctl);
+      for (const t of [...b.tuples.values()]) {
+        if (t.count > 0) continue;
+        b.tuples.delete(t.id);
+        b.tids.delete(t.tid);
+      }
+    }
+    for (const s of p.freed) this.#free.push(s);
+  }
+
+  #writeTuples(b: LiveBlock, gen: number, order: LiveTuple[], tup: BpfMap<unknown, unknown>, ctl: BpfMap<unknown, unknown>): void {
+    const keys: Buffer[] = [];
+    const values: Buffer[] = [];
+    order.forEach((t, i) => {
+      keys.push(u32Buf(tupleSlot(b.id, gen, i)));
+      values.push(tupleValue(this.#key, b.id, { tid: t.tid, id: t.id, mask: t.mask, text: '', minPrio: t.minPrio }));
+    });
+    writeMany(tup, keys, values);
+    native().mapUpdate(ctl.fd, u32Buf(countSlot(b.id, gen)), u32Buf(order.length), 0);
+  }
+
+  // -------------------------------------------------------------------------
+  // Slow path: regenerate and swap the program
+
+  #regenerate(ops: readonly RuleOp[], _why: string): string[] {
+    // The rules as they will be, on copies: nothing changes if anything fails.
+    const chains = this.#chains.map((c) => ({ ...c, rules: c.rules.slice() }));
+    const byName = new Map(this.#byName);
+    const names: string[] = [];
+    const byChain = new Map(chains.map((c) => [c.name, c]));
+    const find = (ref: string | number) => {
+      if (typeof ref === 'string') {
+        const r = byName.get(ref);
+        if (!r) throw new TsbpfError('INVALID_ARGUMENT', `filter '${this.host.name}' has no rule '${ref}'`);
+        return r;
+      }
+      const all = chains.flatMap((c) => c.rules);
+      const r = all[ref];
+      if (!r) throw new TsbpfError('INVALID_ARGUMENT', `filter '${this.host.name}' has no rule with id ${ref}`);
+      return r;
+    };
+    const chainOf = (r: LiveRule) => byChain.get(r.chain.name)!;
+    for (const op of ops) {
+      if (op.op === 'add') {
+        const live = this.#chainFor(op.place);
+        const chain = byChain.get(live.name)!;
+        const lr = this.#newRule(op.rule, live);
+        let index = chain.rules.length;
+        const pos = op.place?.position;
+        if (typeof pos === 'number') index = Math.min(pos, chain.rules.length);
+        else if (pos && typeof pos === 'object') {
+          const ref = find('before' in pos ? pos.before : pos.after);
+          index = chain.rules.indexOf(ref) + ('before' in pos ? 0 : 1);
+        }
+        if (byName.has(lr.def.name)) throw new DslError(`there is a rule named '${lr.def.name}' already`, { rule: lr.def.name });
+        chain.rules.splice(index, 0, lr);
+        byName.set(lr.def.name, lr);
+        names.push(lr.def.name);
+      } else if (op.op === 'remove') {
+        const r = find(op.rule);
+        const c = chainOf(r);
+        c.rules.splice(c.rules.indexOf(r), 1);
+        byName.delete(r.def.name);
+      } else {
+        const r = find(op.rule);
+        const c = chainOf(r);
+        const lr = this.#newRule(op.with, r.chain, r.def.name);
+        c.rules.splice(c.rules.indexOf(r), 1, lr);
+        byName.set(lr.def.name, lr);
+        names.push(lr.def.name);
+      }
+    }
+
+    // The definition, with stable slots: old rules keep theirs, new ones get free ones.
+    const base = this.host.compiled.definition;
+    const held = new Set<number>();
+    for (const c of chains) for (const r of c.rules) if (r.slot >= 0) held.add(r.slot);
+    const free = this.#free.filter((x) => !held.has(x));
+    let next = this.#nextSlot;
+    const fresh: number[] = [];
+    let id = 0;
+    let limitId = 0;
+    const ruleSlots: number[] = [];
+    const defChains = chains.map((c) => ({
+      name: c.name,
+      policy: c.policy,
+      ...(c.source ? { source: c.source } : {}),
+      rules: c.rules.map((lr, index) => {
+        let slot = lr.slot;
+        if (slot < 0) {
+          slot = free.shift() ?? next++;
+          fresh.push(slot);
+        }
+        ruleSlots.push(slot);
+        const actions = lr.def.actions.map((a) => (a.kind === 'limit' ? { ...a, limitId: limitId++ } : a));
+        return { ...lr.def, id: id++, index, chain: c.name, actions };
+      }),
+    }));
+    const def: Definition = { ...base, chains: defChains };
+    throwProblems(validateDefinition(def));
+
+    const maxSlot = Math.max(-1, ...ruleSlots);
+    const layout: ClassifyLayout = {
+      ruleSlots,
+      slotCapacity: maxSlot < this.#slotCapacity ? this.#slotCapacity : nextPow2(2 * (maxSlot + 1)),
+      entryCapacity: this.#entryCapacity,
+      keyFields: this.#key.fields.map((f) => f.field),
+      keyV6: this.#key.v6,
+    };
+    const opts = this.host.loadOptions;
+    // A filter that changes live is classified wherever it can be: later changes are then map updates.
+    const compiled = compile(def, { ...opts, classify: opts.classify === 'never' ? 'never' : 'always', layout });
+
+    // Maps whose state carries over: counters, sets, events, errors, user maps, and limits when unchanged.
+    const old = this.host.object;
+    const oldCompiled = this.host.compiled;
+    const sameLimits = limitShape(oldCompiled) === limitShape(compiled);
+    const reuse: Record<string, number> = {};
+    for (const m of compiled.maps) {
+      const have = old.maps[m.name];
+      const was = oldCompiled.maps.find((x) => x.name === m.name);
+      if (!have || !was || was.role !== m.role) continue;
+      const carries = ['counters', 'set', 'events', 'errors', 'user'].includes(m.role) || ((m.role === 'limits' || m.role === 'limit-keyed') && sameLimits);
+      if (!carries || m.role === 'set' && m.name.startsWith('tsbpf_set_')) continue;
+      if (have.maxEntries !== m.maxEntries || (m.key && have.keySize !== m.key.size) || (m.value && have.valueSize !== m.value.size)) continue;
+      reuse[m.name] = have.fd;
+    }
+    const object = loadCompiled(compiled, opts, reuse);
+    try {
+      if (!reuse['tsbpf_counters']) copyCounters(old, object);
+      // Slots new rules took may have counted for a rule removed earlier.
+      const counters = object.maps['tsbpf_counters'];
+      if (counters) for (const slot of fresh) native().mapUpdate(counters.fd, u32Buf(slot), Buffer.alloc(counters.valueBytes), 0);
+      this.#moveAttachments(old, object, compiled);
+    } catch (e) {
+      object.close();
+      throw e;
+    }
+    this.host.swap(object, compiled);
+    this.#build(compiled);
+    return names;
+  }
+
+  /** Every hook the old object is attached at now runs the new one (an atomic replace per hook). */
+  #moveAttachments(old: BpfObject, object: BpfObject, compiled: CompileResult): void {
+    const attachments = old.attachments;
+    const netns = new Set(attachments.map((a) => a.netns));
+    if (netns.size === 0) netns.add(undefined);
+    this.host.writeKnownInterfaces(object, compiled);
+    for (const ns of netns) this.host.resolveInterfaces(ns, object, compiled);
+    for (const a of attachments) {
+      const entry = compiled.programs.find((p) => p.hook === a.hook && p.entry);
+      const prog = entry && object.programs[entry.name];
+      if (!prog) throw new TsbpfError('PROGRAM_NOT_FOUND', `the regenerated filter has no program for ${a.hook}`);
+      a.replace(prog);
+    }
+  }
+}
+
+/** The limits of a compiled filter, by rule slot and action: equal when bucket maps can carry over. */
+function limitShape(c: CompileResult): string {
+  const out: string[] = [];
+  for (const ch of c.definition.chains) {
+    for (const r of ch.rules) {
+      r.actions.forEach((a, i) => {
+        if (a.kind === 'limit') out.push(`${c.ruleSlots?.[r.id] ?? r.id}:${i}:${a.key ?? ''}:${a.maxKeys ?? ''}`);
+      });
+    }
+  }
+  return out.join(',');
+}
+
+/** Counters by slot into a new (larger) counters map. */
+function copyCounters(from: BpfObject, to: BpfObject): void {
+  const a = from.maps['tsbpf_counters'];
+  const b = to.maps['tsbpf_counters'];
+  if (!a || !b) return;
+  const entries = a.raw.lookupBatch().filter(([k]) => k.readUInt32LE(0) < b.maxEntries && k.length === 4);
+  if (entries.length) b.raw.updateBatch(entries);
+}
+
+/** Updates as one batch where there are several. */
+function writeMany(map: BpfMap<unknown, unknown>, keys: Buffer[], values: Buffer[]): void {
+  if (keys.length === 0) return;
+  if (keys.length < 4) {
+    for (let i = 0; i < keys.length; i++) native().mapUpdate(map.fd, keys[i]!, values[i]!, 0);
+    return;
+  }
+  native().mapUpdateBatch(map.fd, Buffer.concat(keys), Buffer.concat(values), keys.length, 0);
+}
+

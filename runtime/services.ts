@@ -1,0 +1,530 @@
+/**
+ * loadServices(definition): a services program (conntrack, load balancing,
+ * NAT) compiled, loaded and driven from TS.
+ *
+ *   const lb = loadServices(def);
+ *   lb.attach({ ifname: 'eth0', netns });          // tc ingress + egress
+ *   lb.upsertService(serviceDef('web', { vip, port: 80, backends }));
+ *   lb.conntrack({ dport: 80 });                   // typed entries
+ *   lb.gc();                                       // drop expired entries
+ *
+ * Every service change is a handful of map updates, never a reload, and is
+ * atomic from a packet's point of view: new backends and the new lookup
+ * table are written first, then the service entry is replaced (one update),
+ * then what it no longer uses is deleted (sdk/services.ts ServiceTable).
+ */
+import { execFileSync } from 'node:child_process';
+import { randomInt } from 'node:crypto';
+import { compileServices, type ServicesCompileOptions, type ServicesCompileResult } from '../codegen/stateful/compile.js';
+import { CT_ENTRY, CT_KEY, SVC_EVENT, type CtEntryRecord, type CtKeyRecord } from '../codegen/stateful/layouts.js';
+import { encodeBackend, encodeLbKey, encodeService, encodeU32, entryFromRecord, eventFromRecord, keyFromRecord, keyToRecord, natRuleToRecord } from '../codegen/stateful/records.js';
+import type { SockAttach } from '../codegen/stateful/emit.js';
+import {
+  addrWords,
+  ConntrackTable,
+  describeConnection,
+  keyId,
+  keysOfConnection,
+  matchConnection,
+  timeoutsArray,
+  type CtConnection,
+  type CtFilter,
+  type CtKey,
+  type Words,
+} from '../sdk/ct.js';
+import { TsbpfError } from '../sdk/errors.js';
+import { encode, u32 } from '../sdk/layout.js';
+import { natRuleRecord } from '../sdk/nat.js';
+import { serviceDef, ServiceTable, validateServices, type LbChange, type ServiceDef, type ServicesDefinition, type ServiceInfo, type ServiceSpec } from '../sdk/services.js';
+import { expiredKeys, SVC_STATS, type ServiceEvent, type SvcStat } from '../sdk/stateful.js';
+import type { Attachment } from './attach.js';
+import { load } from './load.js';
+import type { BpfMap } from './map.js';
+import { native } from './native.js';
+import { wrapNative } from './errors.js';
+import type { BpfObject } from './object.js';
+import type { RingBuffer } from './ringbuf.js';
+import type { TestRunResult } from './test-run.js';
+
+export interface LoadServicesOptions extends ServicesCompileOptions {
+  /** Reuse maps pinned under this directory (conntrack and services survive a reload). */
+  pinRoot?: string;
+  logLevel?: 1 | 2;
+  /** Hash seed (default: the definition's, else random). */
+  seed?: number;
+  /** Interface indexes for NAT rules' interface names (attach resolves them otherwise). */
+  interfaces?: Record<string, number>;
+  /** Masquerade source addresses by ifindex (attach reads them from the interface otherwise). */
+  ifaddrs?: Record<number, { v4?: string; v6?: string }>;
+}
+
+export interface ServicesAttachOptions {
+  ifname: string;
+  netns?: string;
+  /** Default both: ingress (DNAT, replies, ICMP errors) and egress (SNAT, client-side LB). */
+  hooks?: Array<'tc-ingress' | 'tc-egress'>;
+  priority?: number;
+}
+
+export interface ServicesTestRun extends TestRunResult {
+  /** TC_ACT_OK: 'accept'; TC_ACT_SHOT: 'drop'. */
+  action: 'accept' | 'drop';
+}
+
+const SOCK_ATTACH: SockAttach[] = ['connect4', 'connect6', 'sendmsg4', 'sendmsg6', 'recvmsg4', 'recvmsg6', 'getpeername4', 'getpeername6'];
+
+/** The kernel's bpf_ktime_get_ns clock (CLOCK_MONOTONIC), as Node reads it. */
+export function monotonicNs(): bigint {
+  return process.hrtime.bigint();
+}
+
+export class LoadedServices {
+  /** The control plane: what the service maps hold. */
+  readonly table: ServiceTable;
+  readonly seed: number;
+  private readonly interfaces: Record<string, number>;
+  private readonly cgroups: Array<{ path: string; attach: SockAttach; progId: number }> = [];
+  private readonly attachments: Attachment[] = [];
+
+  constructor(
+    readonly object: BpfObject,
+    readonly compiled: ServicesCompileResult,
+    options: LoadServicesOptions,
+  ) {
+    const def = compiled.definition;
+    this.table = new ServiceTable(def.lb);
+    this.seed = options.seed ?? def.hashSeed ?? randomInt(0, 0xffffffff);
+    this.interfaces = { ...(options.interfaces ?? {}) };
+  }
+
+  /** The definition in force: the one loaded, or the last given to reprogram(). */
+  get definition(): ServicesDefinition {
+    return this.active ?? this.compiled.definition;
+  }
+
+  private active: ServicesDefinition | undefined;
+
+  get name(): string {
+    return this.definition.name;
+  }
+
+  map<K = unknown, V = unknown>(name: string): BpfMap<K, V> {
+    return this.object.map<K, V>(name);
+  }
+
+  // -------------------------------------------------------------------------
+  // Settings
+
+  /** @internal write config, NAT rules (with interfaces known so far) and masquerade addresses. */
+  writeConfig(ifaddrs: LoadServicesOptions['ifaddrs'] = {}): void {
+    const def = this.definition;
+    this.map('tsbpf_ct_config').set(0, {
+      timeouts: timeoutsArray(def.conntrack.timeouts),
+      seed: this.seed,
+      nat_rules: def.nat.length,
+      flags: def.conntrack.trackAll ? 1 : 0,
+      _pad: 0,
+    });
+    this.writeNatRules();
+    for (const [ifindex, a] of Object.entries(ifaddrs)) this.setIfaddr(Number(ifindex), a);
+  }
+
+  /**
+   * Apply another definition to the running program, without a reload:
+   * conntrack timeouts, NAT rules, and the set of services (those not in
+   * `def` are deleted, the others upserted). Map sizes (conntrack, tables,
+   * services, backends) and the programs must be those loaded. Connections
+   * already tracked keep their translation.
+   */
+  reprogram(def: ServicesDefinition): void {
+    validateServices(def);
+    const cur = this.compiled.definition;
+    const same =
+      def.lb.tableSize === cur.lb.tableSize &&
+      def.lb.maxServices === cur.lb.maxServices &&
+      def.lb.maxBackends === cur.lb.maxBackends &&
+      def.lb.affinityEntries === cur.lb.affinityEntries &&
+      def.conntrack.maxEntries === cur.conntrack.maxEntries &&
+      def.socketLb === cur.socketLb;
+    if (!same) {
+      throw new TsbpfError('INVALID_ARGUMENT', `services '${def.name}' differs from the loaded program in map sizes or programs`, {
+        hint: 'tableSize, maxServices, maxBackends, affinityEntries, conntrack.maxEntries and socketLb are fixed at load: load it anew',
+      });
+    }
+    this.active = def;
+    // NAT rules may name interfaces not resolved yet: look in the netns the program is attached in.
+    for (const r of def.nat) {
+      if (r.ifname === undefined || this.interfaces[r.ifname] !== undefined) continue;
+      for (const netns of new Set(this.attachments.map((a) => a.netns))) {
+        try {
+          this.interfaces[r.ifname] = native().ifIndex(r.ifname, netns);
+          break;
+        } catch {
+          /* not there */
+        }
+      }
+    }
+    this.writeConfig();
+    const keep = new Set(def.services.map((d) => d.name));
+    for (const info of this.table.list()) if (!keep.has(info.def.name)) this.deleteService(info.def.name);
+    this.upsertServices(def.services);
+  }
+
+  private writeNatRules(): void {
+    const rules = this.map<number, unknown>('tsbpf_nat_rules');
+    this.definition.nat.forEach((r, i) => {
+      const ifindex = r.ifname === undefined ? 0 : (this.interfaces[r.ifname] ?? 0xffffffff);
+      rules.set(i, natRuleToRecord(natRuleRecord(r, ifindex)));
+    });
+  }
+
+  /** The address masquerade gives connections leaving through `ifindex`. */
+  setIfaddr(ifindex: number, a: { v4?: string; v6?: string }): void {
+    const v6: Words = a.v6 ? addrWords(a.v6) : [0, 0, 0, 0];
+    this.map('tsbpf_nat_ifaddr').set(ifindex, { v4: a.v4 ? addrWords(a.v4)[0] : 0, v6, has4: a.v4 ? 1 : 0, has6: a.v6 ? 1 : 0, _pad: 0 });
+  }
+
+  // -------------------------------------------------------------------------
+  // Attaching
+
+  /**
+   * Attach at TC on an interface (both hooks by default). NAT rules that
+   * name interfaces are resolved in the same netns, and the interface's
+   * addresses become its masquerade addresses.
+   */
+  attach(options: ServicesAttachOptions): Attachment[] {
+    const hooks = options.hooks ?? ['tc-ingress', 'tc-egress'];
+    let changed = false;
+    for (const r of this.definition.nat) {
+      if (r.ifname === undefined || this.interfaces[r.ifname] !== undefined) continue;
+      try {
+        this.interfaces[r.ifname] = native().ifIndex(r.ifname, options.netns);
+        changed = true;
+      } catch {
+        /* not in this netns: the rule stays unresolved (it matches nothing) */
+      }
+    }
+    if (changed) this.writeNatRules();
+    const ifindex = native().ifIndex(options.ifname, options.netns);
+    const addrs = interfaceAddresses(options.ifname, options.netns);
+    if (addrs.v4 || addrs.v6) this.setIfaddr(ifindex, addrs);
+    const out: Attachment[] = [];
+    try {
+      for (const hook of hooks) {
+        const program = this.compiled.programs.find((p) => p.hook === hook)!.name;
+        out.push(
+          this.object.attach({ program, hook, ifname: options.ifname, ...(options.netns ? { netns: options.netns } : {}), ...(options.priority ? { priority: options.priority } : {}) }),
+        );
+      }
+    } catch (e) {
+      for (const a of out) a.detach();
+      throw e;
+    }
+    this.attachments.push(...out);
+    return out;
+  }
+
+  /**
+   * Socket-level load balancing for every process in a cgroup v2 directory
+   * (needs `socketLb: true`): connect/sendmsg get a backend, recvmsg and
+   * getpeername show the VIP. Attached with bpftool (the native addon has no
+   * cgroup attach yet); close() detaches.
+   */
+  attachCgroup(cgroupPath: string): void {
+    if (!this.definition.socketLb) {
+      throw new TsbpfError('INVALID_ARGUMENT', `services '${this.name}' has no socket programs`, { hint: 'build it with services(name, { socketLb: true })' });
+    }
+    const done: Array<{ path: string; attach: SockAttach; progId: number }> = [];
+    try {
+      for (const attach of SOCK_ATTACH) {
+        const prog = this.object.program(this.compiled.programs.find((p) => p.hook === attach)!.name);
+        bpftool(['cgroup', 'attach', cgroupPath, attach, 'id', String(prog.id), 'multi']);
+        done.push({ path: cgroupPath, attach, progId: prog.id });
+      }
+    } catch (e) {
+      for (const d of done) tryBpftool(['cgroup', 'detach', d.path, d.attach, 'id', String(d.progId)]);
+      throw e;
+    }
+    this.cgroups.push(...done);
+  }
+
+  detach(): void {
+    for (const a of this.attachments.splice(0)) if (a.attached) a.detach();
+    for (const c of this.cgroups.splice(0)) tryBpftool(['cgroup', 'detach', c.path, c.attach, 'id', String(c.progId)]);
+  }
+
+  // -------------------------------------------------------------------------
+  // Services
+
+  /** Add or replace one service (by VIP, port and protocol): atomic for packets. */
+  upsertService(def: ServiceDef): void;
+  upsertService(name: string, spec: ServiceSpec): void;
+  upsertService(a: ServiceDef | string, spec?: ServiceSpec): void {
+    const def = typeof a === 'string' ? serviceDef(a, spec!) : a;
+    this.applyChanges(this.table.upsert(def));
+  }
+
+  /** Add or replace many services with batched map updates (each service still changes atomically). */
+  upsertServices(defs: readonly ServiceDef[]): void {
+    const changes: LbChange[] = [];
+    for (const d of defs) changes.push(...this.table.upsert(d));
+    this.applyChanges(changes, true);
+  }
+
+  deleteService(ref: string | { vip: string; port: number; protocol: 'tcp' | 'udp' }): boolean {
+    const changes = this.table.delete(ref);
+    this.applyChanges(changes);
+    return changes.length > 0;
+  }
+
+  /** Add or change one backend of a service (weight, readiness). */
+  setBackend(service: string, backend: { addr: string; port?: number; weight?: number; ready?: boolean }): void {
+    const def = this.requireService(service);
+    const port = backend.port ?? def.port;
+    const i = def.backends.findIndex((b) => b.addr === backend.addr && b.port === port);
+    const prev = i >= 0 ? def.backends[i]! : { addr: backend.addr, port, weight: 1, ready: true };
+    const next = { ...prev, ...(backend.weight !== undefined ? { weight: backend.weight } : {}), ...(backend.ready !== undefined ? { ready: backend.ready } : {}) };
+    if (i >= 0) def.backends[i] = next;
+    else def.backends.push(next);
+    this.upsertService(def);
+  }
+
+  /** Remove a backend from a service: no new connections go to it; existing ones keep it. */
+  removeBackend(service: string, addr: string, port?: number): boolean {
+    const def = this.requireService(service);
+    const p = port ?? def.port;
+    const n = def.backends.length;
+    def.backends = def.backends.filter((b) => !(b.addr === addr && b.port === p));
+    if (def.backends.length === n) return false;
+    this.upsertService(def);
+    return true;
+  }
+
+  services(): ServiceInfo[] {
+    return this.table.list();
+  }
+
+  private requireService(name: string): ServiceDef {
+    const def = this.table.get(name);
+    if (!def) throw new TsbpfError('INVALID_ARGUMENT', `no service named '${name}'`, { hint: `services: ${this.table.list().map((s) => s.def.name).join(', ') || 'none'}` });
+    return def;
+  }
+
+  /** Write changes in order; `batched` groups them by phase (backends, tables, services, deletions). */
+  private applyChanges(changes: readonly LbChange[], batched = false): void {
+    const svc = this.map('tsbpf_lb_services').raw;
+    const be = this.map('tsbpf_lb_backends').raw;
+    const tab = this.map('tsbpf_lb_tables').raw;
+    const tableValue = (ids: Uint32Array) => Buffer.from(ids.buffer, ids.byteOffset, ids.byteLength);
+    if (!batched) {
+      for (const c of changes) {
+        if (c.map === 'services') {
+          if (c.op === 'set') svc.set(encodeLbKey(c.key), encodeService(c.value));
+          else svc.delete(encodeLbKey(c.key));
+        } else if (c.map === 'backends') {
+          if (c.op === 'set') be.set(encodeU32(c.id), encodeBackend(c.value));
+          else be.delete(encodeU32(c.id));
+        } else if (c.op === 'set') tab.set(encodeU32(c.id), tableValue(c.value));
+        else tab.delete(encodeU32(c.id));
+      }
+      return;
+    }
+    // Backends and tables: one key buffer and one value buffer each, straight to BPF_MAP_UPDATE_BATCH.
+    const beSets = changes.filter((c): c is Extract<LbChange, { map: 'backends'; op: 'set' }> => c.map === 'backends' && c.op === 'set');
+    const tabSets = changes.filter((c): c is Extract<LbChange, { map: 'tables'; op: 'set' }> => c.map === 'tables' && c.op === 'set');
+    const beKeys = Buffer.allocUnsafe(4 * beSets.length);
+    const beValues = Buffer.alloc(28 * beSets.length);
+    beSets.forEach((c, i) => {
+      beKeys.writeUInt32LE(c.id >>> 0, 4 * i);
+      encodeBackend(c.value, beValues, 28 * i);
+    });
+    batchUpdate(this.map('tsbpf_lb_backends'), beKeys, beValues, beSets.length);
+    const m = this.definition.lb.tableSize;
+    const tabKeys = Buffer.allocUnsafe(4 * tabSets.length);
+    const tabValues = Buffer.allocUnsafe(4 * m * tabSets.length);
+    tabSets.forEach((c, i) => {
+      tabKeys.writeUInt32LE(c.id >>> 0, 4 * i);
+      tableValue(c.value).copy(tabValues, 4 * m * i);
+    });
+    batchUpdate(this.map('tsbpf_lb_tables'), tabKeys, tabValues, tabSets.length);
+    const svcSets: Array<[Buffer, Buffer]> = [];
+    for (const c of changes) {
+      if (c.map !== 'services') continue;
+      if (c.op === 'set') svcSets.push([encodeLbKey(c.key), encodeService(c.value)]);
+      else {
+        svc.updateBatch(svcSets.splice(0));
+        svc.delete(encodeLbKey(c.key));
+      }
+    }
+    svc.updateBatch(svcSets);
+    for (const c of changes) {
+      if (c.op !== 'delete' || c.map === 'services') continue;
+      (c.map === 'tables' ? tab : be).delete(encodeU32(c.id));
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Conntrack
+
+  /** Every entry of the conntrack map, decoded (primaries and aliases). */
+  conntrackTable(): ConntrackTable {
+    const t = new ConntrackTable();
+    for (const [k, v] of this.map('tsbpf_ct').raw.lookupBatch()) {
+      t.set(keyFromRecord(CT_KEY.decode(k, 0) as CtKeyRecord), entryFromRecord(CT_ENTRY.decode(v, 0) as CtEntryRecord));
+    }
+    return t;
+  }
+
+  /** Tracked connections matching `filter` (expired ones only with `expired: true`). */
+  conntrack(filter: CtFilter = {}, now = monotonicNs()): CtConnection[] {
+    const out: CtConnection[] = [];
+    for (const { key, entry } of this.conntrackTable().connections()) {
+      const c = describeConnection(key, entry, now);
+      if (matchConnection(c, filter)) out.push(c);
+    }
+    return out.sort((a, b) => (a.createdNs < b.createdNs ? -1 : a.createdNs > b.createdNs ? 1 : 0));
+  }
+
+  /** Delete connections (all their keys); returns how many. */
+  ctDelete(which: CtFilter | CtConnection | CtConnection[]): number {
+    const list = Array.isArray(which) ? which : 'entry' in which ? [which as CtConnection] : this.conntrack({ ...(which as CtFilter), expired: true });
+    const ct = this.map('tsbpf_ct').raw;
+    const seen = new Set<string>();
+    for (const c of list) {
+      for (const k of keysOfConnection(c.entry)) {
+        const id = keyId(k);
+        if (seen.has(id)) continue;
+        seen.add(id);
+        ct.delete(encode(CT_KEY, keyToRecord(k)));
+      }
+    }
+    return list.length;
+  }
+
+  /** Delete every entry. */
+  ctFlush(): number {
+    return this.map('tsbpf_ct').clear();
+  }
+
+  /**
+   * Garbage collection: delete expired connections (with their NAT keys) and
+   * aliases left without a live connection. Returns the number of entries
+   * deleted. The LRU map also evicts the oldest entries when it is full.
+   */
+  gc(now = monotonicNs()): number {
+    const t = this.conntrackTable();
+    const ct = this.map('tsbpf_ct').raw;
+    let n = 0;
+    for (const k of expiredKeys(t, now)) if (ct.delete(encode(CT_KEY, keyToRecord(k)))) n++;
+    return n;
+  }
+
+  // -------------------------------------------------------------------------
+  // Observing
+
+  /** Datapath counters, summed over CPUs. */
+  stats(): Record<SvcStat, bigint> {
+    const m = this.map<number, bigint[]>('tsbpf_svc_stats');
+    const out = {} as Record<SvcStat, bigint>;
+    SVC_STATS.forEach((name, i) => {
+      out[name] = (m.get(i) ?? []).reduce((s, x) => s + x, 0n);
+    });
+    return out;
+  }
+
+  /** Events (NAT ports exhausted, a service without backends, tuple clashes), on the event loop. */
+  onEvent(callback: (e: ServiceEvent & { tsNs: bigint }) => void): RingBuffer<Buffer> {
+    return this.object.ringBuffer('tsbpf_svc_events', (raw: Buffer) => callback(eventFromRecord(SVC_EVENT.decode(raw, 0))));
+  }
+
+  /** Run one packet through the ingress or egress program (BPF_PROG_TEST_RUN; the device is lo, ifindex 1). */
+  testRun(hook: 'tc-ingress' | 'tc-egress', data: Buffer, options: { repeat?: number } = {}): ServicesTestRun {
+    const program = this.compiled.programs.find((p) => p.hook === hook)!.name;
+    const r = this.object.testRun(program, { data, ...(options.repeat ? { repeat: options.repeat } : {}) });
+    return { ...r, action: r.retval === 2 ? 'drop' : 'accept' };
+  }
+
+  /** Pin every map (and program) under `dir` on bpffs: `tsbpf ct list --pin DIR` reads the conntrack table there. */
+  pin(dir: string): void {
+    this.object.pin(dir);
+  }
+
+  unpin(): void {
+    this.object.unpin();
+  }
+
+  close(): void {
+    try {
+      this.detach();
+    } finally {
+      this.object.close();
+    }
+  }
+}
+
+/** BPF_MAP_UPDATE_BATCH of `count` entries already laid out back to back (one update each where batches are missing). */
+function batchUpdate(map: BpfMap<unknown, unknown>, keys: Buffer, values: Buffer, count: number): void {
+  if (count === 0) return;
+  try {
+    native().mapUpdateBatch(map.fd, keys, values, count, 0);
+  } catch (e) {
+    const ks = map.keySize;
+    const vs = map.valueSize;
+    if ((e as { updated?: number }).updated) throw wrapNative(e, { code: 'MAP_OP_FAILED', what: `batch update of map '${map.name}'` });
+    for (let i = 0; i < count; i++) map.raw.set(keys.subarray(i * ks, (i + 1) * ks), values.subarray(i * vs, (i + 1) * vs));
+  }
+}
+
+/** Compile (cached) and load a services program, write its settings and initial services. */
+export function loadServices(def: ServicesDefinition, options: LoadServicesOptions = {}): LoadedServices {
+  const compiled = compileServices(def, options);
+  const object = load(compiled.object, {
+    name: def.name,
+    layouts: compiled.layouts,
+    ...(options.pinRoot ? { pinRoot: options.pinRoot } : {}),
+    ...(options.logLevel ? { logLevel: options.logLevel } : {}),
+  });
+  try {
+    const s = new LoadedServices(object, compiled, options);
+    s.writeConfig(options.ifaddrs);
+    if (def.services.length) s.upsertServices(def.services);
+    return s;
+  } catch (e) {
+    object.close();
+    throw e;
+  }
+}
+
+/** The first IPv4 and IPv6 (global) address of an interface, read with `ip -j addr`. */
+export function interfaceAddresses(ifname: string, netns?: string): { v4?: string; v6?: string } {
+  try {
+    const args = [...(netns ? ['-n', netns] : []), '-j', 'addr', 'show', 'dev', ifname];
+    const j = JSON.parse(execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })) as Array<{ addr_info?: Array<{ family: string; local: string; scope: string }> }>;
+    const infos = j[0]?.addr_info ?? [];
+    const v4 = infos.find((a) => a.family === 'inet')?.local;
+    const v6 = infos.find((a) => a.family === 'inet6' && a.scope === 'global')?.local;
+    return { ...(v4 ? { v4 } : {}), ...(v6 ? { v6 } : {}) };
+  } catch {
+    return {};
+  }
+}
+
+function bpftool(args: string[]): string {
+  try {
+    return execFileSync('bpftool', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (e) {
+    const err = e as { stderr?: string; code?: string };
+    if (err.code === 'ENOENT') throw new TsbpfError('ENV_MISSING', 'bpftool is needed to attach socket programs to a cgroup', { hint: 'npx tsbpf setup', cause: e });
+    throw new TsbpfError('ATTACH_FAILED', `bpftool ${args.join(' ')} failed: ${String(err.stderr ?? '').trim()}`, { cause: e });
+  }
+}
+
+function tryBpftool(args: string[]): void {
+  try {
+    bpftool(args);
+  } catch {
+    /* already gone */
+  }
+}
+
+export type { CtKey };
