@@ -113,6 +113,8 @@ interface LiveBlock {
   tids: Set<number>;
   entries: Map<string, LiveEntry>;
   rejectOk: boolean;
+  /** The tuple list both generations hold now (tid:minPrio in lookup order): unchanged lists are not rewritten. */
+  written: string;
 }
 
 /** Why the shape changes: thrown inside an update, caught to regenerate. */
@@ -155,6 +157,8 @@ export class LiveRules {
   #hasEvents = false;
   #def: Definition | undefined;
   #byId: LiveRule[] = [];
+  /** Where rules were last found in their chain: repeated inserts next to one rule find it at once. */
+  #hint = new WeakMap<LiveRule, number>();
 
   /** @internal use handle.rules */
   constructor(private readonly host: LoadedFilter) {
@@ -258,7 +262,7 @@ export class LiveRules {
     const chainOf = new Map(this.#chains.map((c) => [c.name, c]));
     let entries = 0;
     for (const b of plan.tss) {
-      const block: LiveBlock = { id: b.id!, chain: chainOf.get(b.chain)!, tuples: new Map(), tids: new Set(), entries: new Map(), rejectOk: b.rejectOk ?? false };
+      const block: LiveBlock = { id: b.id!, chain: chainOf.get(b.chain)!, tuples: new Map(), tids: new Set(), entries: new Map(), rejectOk: b.rejectOk ?? false, written: '' };
       const byTid = new Map<number, LiveTuple>();
       for (const t of b.tuples) {
         const lt: LiveTuple = { tid: t.tid, id: t.id, mask: t.mask, minPrio: t.minPrio, count: 0 };
@@ -284,6 +288,7 @@ export class LiveRules {
           e.list.push({ prio: m.prio, slot: m.slot });
         });
       }
+      block.written = orderOf(block).sig;
       this.#blocks.push(block);
     }
     this.#key = plan.key;
@@ -337,14 +342,14 @@ export class LiveRules {
     const old = this.#resolve(op.rule);
     if (op.op === 'remove') {
       if (!old.cls) reshape(`rule '${old.def.name}' is not in a classifier block`);
-      const index = old.chain.rules.indexOf(old);
+      const index = this.#indexOf(old);
       this.#unclassify(old, p);
       this.#detach(old, index, p);
       return;
     }
     const lr = this.#newRule(op.with, old.chain, old.def.name);
     if (!old.cls) reshape(`rule '${old.def.name}' is not in a classifier block`);
-    const index = old.chain.rules.indexOf(old);
+    const index = this.#indexOf(old);
     const { block, prio } = old.cls;
     this.#unclassify(old, p);
     this.#detach(old, index, p);
@@ -376,8 +381,25 @@ export class LiveRules {
     }
     const ref = this.#resolve('before' in pos ? pos.before : pos.after);
     if (ref.chain !== chain) throw new TsbpfError('INVALID_ARGUMENT', `rule '${ref.def.name}' is in chain '${ref.chain.name}', not '${chain.name}'`);
-    const i = chain.rules.indexOf(ref);
+    const i = this.#indexOf(ref);
     return 'before' in pos ? i : i + 1;
+  }
+
+  /** The index of a rule in its chain: near where it was last seen, else a scan. */
+  #indexOf(r: LiveRule): number {
+    const rules = r.chain.rules;
+    const h = this.#hint.get(r);
+    if (h !== undefined) {
+      for (const i of [h, h + 1, h - 1]) {
+        if (rules[i] === r) {
+          this.#hint.set(r, i);
+          return i;
+        }
+      }
+    }
+    const i = rules.indexOf(r);
+    this.#hint.set(r, i);
+    return i;
   }
 
   #resolve(ref: string | number): LiveRule {
@@ -393,11 +415,11 @@ export class LiveRules {
   }
 
   /** A rule from the DSL, checked on its own against the filter's chains and sets. */
-  #newRule(rule: RuleLike, chain: LiveChain, fallbackName?: string): LiveRule {
+  #newRule(rule: RuleLike, chain: LiveChain, fallbackName?: string, names: Map<string, LiveRule> = this.#byName, length = chain.rules.length): LiveRule {
     const data = (rule as { [RULE_DATA]?: RuleData } | undefined)?.[RULE_DATA];
     if (!data) throw new TsbpfError('INVALID_ARGUMENT', 'rules.add/replace take a rule made with rule(...)');
-    const name = data.name ?? fallbackName ?? this.#freshName(chain);
-    if (this.#byName.has(name) && name !== fallbackName) throw new DslError(`there is a rule named '${name}' already`, { rule: name, ...(data.source ? { source: data.source } : {}) });
+    const name = data.name ?? fallbackName ?? freshName(chain.name, names, length);
+    if (names.has(name) && name !== fallbackName) throw new DslError(`there is a rule named '${name}' already`, { rule: name, ...(data.source ? { source: data.source } : {}) });
     let limitId = 0;
     const actions = data.actions.map((a) => (a.kind === 'limit' ? { ...a, limitId: limitId++ } : { ...a })) as ActionDef[];
     const def: RuleDef = { id: 0, name, chain: chain.name, index: 0, match: data.match.expr, actions };
@@ -415,12 +437,9 @@ export class LiveRules {
     return { def, chain, slot: -1 };
   }
 
-  #freshName(chain: LiveChain): string {
-    for (let i = chain.rules.length; ; i++) if (!this.#byName.has(`${chain.name}#${i}`)) return `${chain.name}#${i}`;
-  }
-
   #insert(lr: LiveRule, index: number, p: Pending): void {
     lr.chain.rules.splice(index, 0, lr);
+    this.#hint.set(lr, index);
     this.#byName.set(lr.def.name, lr);
     p.undo.push(() => {
       lr.chain.rules.splice(lr.chain.rules.indexOf(lr), 1);
@@ -710,8 +729,10 @@ export class LiveRules {
     writeMany(hash, keys, values);
     const orders = new Map<LiveBlock, LiveTuple[]>();
     for (const b of p.blocks) {
-      const order = [...b.tuples.values()].filter((t) => t.count > 0).sort((x, y) => x.minPrio - y.minPrio || x.tid - y.tid);
+      const { order, sig } = orderOf(b);
+      if (sig === b.written) continue;
       orders.set(b, order);
+      b.written = sig;
       this.#writeTuples(b, h, order, tup, ctl);
     }
     // The switch: packets from now on read generation h.
@@ -733,8 +754,8 @@ export class LiveRules {
       mv.push(v);
     }
     writeMany(hash, mk, mv);
-    for (const [b, order] of orders) {
-      this.#writeTuples(b, g, order, tup, ctl);
+    for (const [b, order] of orders) this.#writeTuples(b, g, order, tup, ctl);
+    for (const b of p.blocks) {
       for (const t of [...b.tuples.values()]) {
         if (t.count > 0) continue;
         b.tuples.delete(t.id);
@@ -776,17 +797,24 @@ export class LiveRules {
       return r;
     };
     const chainOf = (r: LiveRule) => byChain.get(r.chain.name)!;
+    // Removed rules leave their chain in one pass at the end (positions stay relative to the others).
+    const removed = new Set<LiveRule>();
+    const indexIn = (c: { rules: LiveRule[] }, r: LiveRule) => {
+      const h = this.#hint.get(r);
+      return h !== undefined && c.rules[h] === r ? h : c.rules.indexOf(r);
+    };
     for (const op of ops) {
       if (op.op === 'add') {
         const live = this.#chainFor(op.place);
         const chain = byChain.get(live.name)!;
-        const lr = this.#newRule(op.rule, live);
+        const lr = this.#newRule(op.rule, live, undefined, byName, chain.rules.length);
         let index = chain.rules.length;
         const pos = op.place?.position;
         if (typeof pos === 'number') index = Math.min(pos, chain.rules.length);
         else if (pos && typeof pos === 'object') {
           const ref = find('before' in pos ? pos.before : pos.after);
-          index = chain.rules.indexOf(ref) + ('before' in pos ? 0 : 1);
+          index = indexIn(chain, ref) + ('before' in pos ? 0 : 1);
+          this.#hint.set(ref, index + ('before' in pos ? 1 : -1));
         }
         if (byName.has(lr.def.name)) throw new DslError(`there is a rule named '${lr.def.name}' already`, { rule: lr.def.name });
         chain.rules.splice(index, 0, lr);
@@ -794,19 +822,19 @@ export class LiveRules {
         names.push(lr.def.name);
       } else if (op.op === 'remove') {
         const r = find(op.rule);
-        const c = chainOf(r);
-        c.rules.splice(c.rules.indexOf(r), 1);
+        removed.add(r);
         byName.delete(r.def.name);
       } else {
         const r = find(op.rule);
         const c = chainOf(r);
-        const lr = this.#newRule(op.with, r.chain, r.def.name);
-        c.rules.splice(c.rules.indexOf(r), 1, lr);
+        const lr = this.#newRule(op.with, r.chain, r.def.name, byName, c.rules.length);
+        c.rules[indexIn(c, r)] = lr;
         byName.set(lr.def.name, lr);
         names.push(lr.def.name);
       }
     }
 
+    if (removed.size) for (const c of chains) c.rules = c.rules.filter((r) => !removed.has(r));
     // The definition, with stable slots: old rules keep theirs, new ones get free ones.
     const base = this.host.compiled.definition;
     const held = new Set<number>();
@@ -891,6 +919,17 @@ export class LiveRules {
       a.replace(prog);
     }
   }
+}
+
+/** `<chain>#<n>` for the first n from the chain's length that no rule has. */
+function freshName(chain: string, names: Map<string, unknown>, from: number): string {
+  for (let i = from; ; i++) if (!names.has(`${chain}#${i}`)) return `${chain}#${i}`;
+}
+
+/** A block's tuples in lookup order (empty ones left out), and a signature of that list. */
+function orderOf(b: LiveBlock): { order: LiveTuple[]; sig: string } {
+  const order = [...b.tuples.values()].filter((t) => t.count > 0).sort((x, y) => x.minPrio - y.minPrio || x.tid - y.tid);
+  return { order, sig: order.map((t) => `${t.tid}:${t.minPrio}`).join(',') };
 }
 
 /** The limits of a compiled filter, by rule slot and action: equal when bucket maps can carry over. */

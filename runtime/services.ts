@@ -35,7 +35,7 @@ import {
 import { TsbpfError } from '../sdk/errors.js';
 import { encode, u32 } from '../sdk/layout.js';
 import { natRuleRecord } from '../sdk/nat.js';
-import { serviceDef, ServiceTable, validateServices, type LbChange, type ServiceDef, type ServicesDefinition, type ServiceInfo, type ServiceSpec } from '../sdk/services.js';
+import { lbKeyOf, serviceDef, serviceKeyId, ServiceTable, validateServices, type LbChange, type ServiceDef, type ServicesDefinition, type ServiceInfo, type ServiceSpec } from '../sdk/services.js';
 import { expiredKeys, SVC_STATS, type ServiceEvent, type SvcStat } from '../sdk/stateful.js';
 import type { Attachment } from './attach.js';
 import { load } from './load.js';
@@ -165,9 +165,34 @@ export class LoadedServices {
       }
     }
     this.writeConfig();
-    const keep = new Set(def.services.map((d) => d.name));
-    for (const info of this.table.list()) if (!keep.has(info.def.name)) this.deleteService(info.def.name);
+    // Gone, or the same name on another VIP, port or protocol: delete first.
+    const keep = new Map(def.services.map((d) => [d.name, serviceKeyId(d)]));
+    for (const info of this.table.list()) if (keep.get(info.def.name) !== serviceKeyId(info.def)) this.deleteService(info.def.name);
     this.upsertServices(def.services);
+  }
+
+  /**
+   * @internal Maps reused from pins hold the services of the previous load:
+   * write the new set under fresh ids, then delete what it does not use.
+   * Every service changes atomically; conntrack is untouched.
+   */
+  adoptPinned(defs: readonly ServiceDef[]): void {
+    const svc = this.map('tsbpf_lb_services').raw;
+    const be = this.map('tsbpf_lb_backends').raw;
+    const tab = this.map('tsbpf_lb_tables').raw;
+    const oldKeys = [...svc.keys()];
+    const maxOf = (keys: Buffer[]) => keys.reduce((m, k) => Math.max(m, k.readUInt32LE(0)), 0);
+    const oldBackends = [...be.keys()];
+    const oldTables = [...tab.keys()];
+    const maxService = oldKeys.reduce((m, k) => Math.max(m, svc.get(k)?.readUInt32LE(0) ?? 0), 0);
+    this.table.reserveIds({ service: maxService, backend: maxOf(oldBackends), table: maxOf(oldTables) });
+    this.upsertServices(defs);
+    const liveKeys = new Set(this.table.list().map((i) => encodeLbKey(lbKeyOf(i.def)).toString('hex')));
+    for (const k of oldKeys) if (!liveKeys.has(k.toString('hex'))) svc.delete(k);
+    const liveTables = new Set(this.table.list().map((i) => i.table));
+    const liveBackends = new Set(this.table.list().flatMap((i) => Object.values(i.backendIds)));
+    for (const k of oldTables) if (!liveTables.has(k.readUInt32LE(0))) tab.delete(k);
+    for (const k of oldBackends) if (!liveBackends.has(k.readUInt32LE(0))) be.delete(k);
   }
 
   private writeNatRules(): void {
@@ -487,7 +512,8 @@ export function loadServices(def: ServicesDefinition, options: LoadServicesOptio
   try {
     const s = new LoadedServices(object, compiled, options);
     s.writeConfig(options.ifaddrs);
-    if (def.services.length) s.upsertServices(def.services);
+    if (options.pinRoot) s.adoptPinned(def.services);
+    else if (def.services.length) s.upsertServices(def.services);
     return s;
   } catch (e) {
     object.close();

@@ -433,6 +433,11 @@ export function keysOfConnection(e: CtEntry): CtKey[] {
   return keys;
 }
 
+/** A connection a new one may replace: expired, or TCP that has closed (twin of tsbpf_ct_over). */
+export function connectionOver(e: CtEntry, now: bigint): boolean {
+  return e.expiresNs < now || e.state === CT_STATE['tcp-close'] || e.state === CT_STATE['tcp-time-wait'];
+}
+
 /** Whether alias key k belongs to primary pe (twin of tsbpf_ct_owns_key). */
 export function ownsKey(pe: CtEntry, k: CtKey): boolean {
   return keyEq(keyOf(pe.x), k) || keyEq(keyOf(preSnatTuple(pe)), k);
@@ -490,10 +495,18 @@ export class ConntrackTable {
     if (e.role === CT_ALIAS) {
       if (mine && keyEq(e.primary, mine)) return true;
       const pe = this.get(e.primary);
-      if (!pe || pe.role !== CT_PRIMARY || pe.expiresNs < now) return true;
+      if (!pe || pe.role !== CT_PRIMARY || connectionOver(pe, now)) return true;
       return !ownsKey(pe, k);
     }
-    return e.expiresNs < now;
+    return connectionOver(e, now);
+  }
+
+  /** Whether alias key k has no live connection any more: what garbage collection deletes. */
+  orphan(k: CtKey, now: bigint): boolean {
+    const e = this.get(k);
+    if (!e || e.role !== CT_ALIAS) return false;
+    const pe = this.get(e.primary);
+    return !pe || pe.role !== CT_PRIMARY || pe.expiresNs < now || !ownsKey(pe, k);
   }
 
   /** Primary entries. */

@@ -409,6 +409,13 @@ export class ServiceTable {
     return this.byKey.size;
   }
 
+  /** Start new ids above these (maps that outlived a reload still hold entries with lower ones). */
+  reserveIds(above: { service: number; backend: number; table: number }): void {
+    this.nextService = Math.max(this.nextService, above.service + 1);
+    this.nextBackend = Math.max(this.nextBackend, above.backend + 1);
+    this.nextTable = Math.max(this.nextTable, above.table + 1);
+  }
+
   /** Add or replace a service (matched by VIP, port and protocol). */
   upsert(def: ServiceDef): LbChange[] {
     const parsed = checkService(def);

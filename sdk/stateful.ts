@@ -658,7 +658,7 @@ export function expiredKeys(ct: ConntrackTable, now: bigint): CtKey[] {
   for (const { key, entry } of ct.entries.values()) {
     if (entry.role === CT_PRIMARY) {
       if (entry.expiresNs < now) out.push(key);
-    } else if (ct.keyFree(key, now)) out.push(key);
+    } else if (ct.orphan(key, now)) out.push(key);
   }
   return out;
 }

@@ -44,6 +44,7 @@ import type { BenchTopology } from '../topology.js';
 import { iptablesLegacy, iptablesNft } from './iptables.js';
 import { nftablesLinear, nftablesSet } from './nftables.js';
 import { noFilter } from './none.js';
+import { tsbpfTc, tsbpfXdp } from './tsbpf.js';
 
 export interface SetupResult {
   /** Load time in ms, when the contender times a narrower span than the whole setup call. */
@@ -68,7 +69,7 @@ export interface Contender {
   perPacketNs?(topo: BenchTopology, n: number): Promise<number | null>;
 }
 
-export const contenders: Contender[] = [noFilter, iptablesLegacy, iptablesNft, nftablesLinear, nftablesSet];
+export const contenders: Contender[] = [noFilter, iptablesLegacy, iptablesNft, nftablesLinear, nftablesSet, tsbpfTc, tsbpfXdp];
 
 export function contenderByName(name: string, list: readonly Contender[] = contenders): Contender | undefined {
   return list.find((c) => c.name === name);

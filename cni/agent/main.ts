@@ -22,7 +22,9 @@ export const AGENT_USAGE = `usage: tsbpf-agent --pod-cidr CIDR [options]
   --netlink MODE        batch (one 'ip -batch' per namespace, default) or exec (one 'ip' per step)
   --masquerade MODE     iptables (default), datapath or off
   --objects FILE        Kubernetes objects (YAML) to read and watch
-  --datapath NAME       none (default) or count (a counting program on every endpoint)
+  --datapath NAME       none (default), count (a counting program on every endpoint)
+                        or bpf (NetworkPolicy by identity and ClusterIP Services in BPF;
+                        maps pinned under <pin-dir>/cni/<node netns>)
   --pin-dir DIR         bpffs directory for the datapath's pins (default /sys/fs/bpf/tsbpf)
   --cleanup             on exit, remove the node set-up (gateway device, masquerade rule)`;
 
@@ -63,7 +65,11 @@ async function main(argv: string[]): Promise<number> {
     // Loaded only when asked for: it brings in codegen and the native runtime.
     const { CountingDatapath } = await import('./counting-datapath.js');
     datapath = new CountingDatapath();
-  } else if (values.datapath !== 'none') return bad(`--datapath must be none or count`);
+  } else if (values.datapath === 'bpf') {
+    // NetworkPolicy by identity in BPF on every host veth (cni/datapath); brings in codegen and the runtime.
+    const { BpfDatapath } = await import('../datapath/bpf-datapath.js');
+    datapath = new BpfDatapath();
+  } else if (values.datapath !== 'none') return bad(`--datapath must be none, count or bpf`);
 
   const agent = new Agent({
     stateDir: values['state-dir']!,

@@ -34,6 +34,9 @@ export const AUTO_LINEAR_BUDGET = 300;
 
 export type ClassifyMode = 'auto' | 'always' | 'never';
 
+/** Key fields every classifier has (others join when a rule tests them: TCP flags, ICMP, ethertype). */
+export const BASE_KEY: readonly ClsField[] = ['pres', 'l4', 'proto', 'sport', 'dport', 'src', 'dst'];
+
 /**
  * Stable numbering kept across regenerations of a live filter (runtime/rules.ts):
  * slots index counters, the action table and log events.
@@ -273,6 +276,8 @@ export function planClassification(def: Definition, options: ClassifyOptions = {
   }
   if (tss.length >= 1 << 24) throw new DslError(`${tss.length} classifier blocks: at most ${1 << 24}`, {});
 
+  // The 5-tuple is always in the key: the rules people add most are then map updates from the start.
+  if (tss.length) for (const f of BASE_KEY) used.add(f);
   const key = keyLayout(used, v6);
   const slotCapacity = Math.max(layout.slotCapacity ?? 0, tss.length ? Math.max(1024, nextPow2(Math.ceil((maxSlot + 1) * 1.25))) : 0, maxSlot + 1, 1);
   const entryCapacity = Math.max(layout.entryCapacity ?? 0, Math.max(65536, nextPow2(entries * 2)));

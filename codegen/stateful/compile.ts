@@ -6,6 +6,7 @@
 import type { Layout } from '../../sdk/layout.js';
 import { u32, u64 } from '../../sdk/layout.js';
 import { validateServices, type ServicesDefinition } from '../../sdk/services.js';
+import { assertServicesDefinition } from '../../sdk/stateful.js';
 import { compileC, type ClangOptions } from '../clang.js';
 import { emitServicesC, servicesPrograms, type ServicesProgram } from './emit.js';
 import {
@@ -58,6 +59,7 @@ export function servicesLayouts(def: ServicesDefinition): Record<string, { key?:
 }
 
 export function compileServices(def: ServicesDefinition, options: ServicesCompileOptions = {}): ServicesCompileResult {
+  assertServicesDefinition(def);
   validateServices(def);
   const c = emitServicesC(def);
   const base = { definition: def, c, programs: servicesPrograms(def), layouts: servicesLayouts(def) };

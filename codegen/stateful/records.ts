@@ -73,18 +73,6 @@ export function entryToRecord(e: CtEntry): CtEntryRecord {
   };
 }
 
-export function lbKeyToRecord(k: LbKeyRecord): { addr: number[]; port: number; proto: number; family: number } {
-  return { addr: [...k.addr], port: k.port, proto: k.proto, family: k.family };
-}
-
-export function serviceToRecord(s: ServiceRecord): ServiceRecord {
-  return { ...s };
-}
-
-export function backendToRecord(b: BackendRecord): { addr: number[]; port: number; family: number; flags: number; svc_id: number; weight: number } {
-  return { addr: [...b.addr], port: b.port, family: b.family, flags: b.flags, svc_id: b.svc_id, weight: b.weight };
-}
-
 export function natRuleToRecord(r: NatRuleRecord): Record<string, unknown> {
   return { ...r, _pad: 0, src_net: [...r.src_net], src_mask: [...r.src_mask], dst_net: [...r.dst_net], dst_mask: [...r.dst_mask], to_min: [...r.to_min], to_max: [...r.to_max] };
 }

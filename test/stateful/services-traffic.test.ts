@@ -263,6 +263,10 @@ if (requireKernel('stateful: services through real traffic')) {
     });
   });
 
+  t('reprogramming keeps to the loaded map sizes, and says what to do otherwise', () => {
+    assert.throws(() => ctx.lb.reprogram(services('big', { tableSize: 1021, conntrack: { maxEntries: 16384 } })), /differs from the loaded program in map sizes/);
+  });
+
   t('a service without ready backends drops new connections, counts and reports them', async () => {
     const vip = ctx.topo.vip(10);
     const def = services('lbn', { conntrack: { maxEntries: 16384 } }, (s) => s.service('none', { vip, port: 80, backends: [] }));

@@ -360,6 +360,12 @@ static __always_inline struct tsbpf_ct_entry *tsbpf_ct_primary(struct tsbpf_ct_k
 	return e;
 }
 
+/* A connection a new one may replace: expired, or TCP that has closed (netfilter lets a new SYN take it over too). */
+static __always_inline int tsbpf_ct_over(const struct tsbpf_ct_entry *e, __u64 now)
+{
+	return e->expires_ns < now || e->state == TSBPF_CT_TCP_CLOSE || e->state == TSBPF_CT_TCP_TIME_WAIT;
+}
+
 static __always_inline int tsbpf_ct_key_eq(const struct tsbpf_ct_key *a, const struct tsbpf_ct_key *b)
 {
 	return a->pa == b->pa && a->pb == b->pb && a->family == b->family && a->proto == b->proto && tsbpf_addr_eq(a->a, b->a) &&
@@ -399,12 +405,12 @@ static __always_inline int tsbpf_ct_key_free(const struct tsbpf_ct_key *k, const
 		if (tsbpf_ct_key_eq(&e->primary, mine))
 			return 1;
 		struct tsbpf_ct_entry *pe = bpf_map_lookup_elem(&tsbpf_ct, &e->primary);
-		if (!pe || pe->role != TSBPF_CT_PRIMARY || pe->expires_ns < now)
+		if (!pe || pe->role != TSBPF_CT_PRIMARY || tsbpf_ct_over(pe, now))
 			return 1;
 		/* An alias left behind by an earlier connection on the same primary key. */
 		return !tsbpf_ct_owns_key(pe, k);
 	}
-	return e->expires_ns < now;
+	return tsbpf_ct_over(e, now);
 }
 
 #endif /* TSBPF_CT_H */
