@@ -72,7 +72,7 @@ export function explainVerifierError(result: CompileResult, programName: string,
       ? `the parse stage of ${prog.program} (${prog.hook}): header parsing in tsbpf/parse.h`
       : prog.stage === 'act'
         ? `the act stage of ${prog.program} (${prog.hook}): building reject replies in tsbpf/reject.h`
-        : `chain '${prog.chain}' of ${prog.program} (${prog.hook}), rules ${ex.rules.map((r) => `'${r.name}'`).join(', ') || '(none)'}`;
+        : `chain '${prog.chain}' of ${prog.program} (${prog.hook}), rules ${ruleList(ex.rules)}`;
   const at = ex.rule
     ? `; it stopped in rule '${ex.rule.name}' (id ${ex.rule.id}${ex.rule.source ? `, ${ex.rule.source.file}:${ex.rule.source.line}:${ex.rule.source.column}` : ''})`
     : ex.line
@@ -80,6 +80,13 @@ export function explainVerifierError(result: CompileResult, programName: string,
       : '';
   ex.message = `the verifier rejected program '${programName}', ${stage}${at}`;
   return ex;
+}
+
+/** Rule names for a message: a big chain is named by its first few and a count (all are in explanation.rules). */
+function ruleList(rules: ReadonlyArray<{ name: string }>, max = 8): string {
+  if (rules.length === 0) return '(none)';
+  const shown = rules.slice(0, max).map((r) => `'${r.name}'`).join(', ');
+  return rules.length > max ? `${shown} and ${rules.length - max} more` : shown;
 }
 
 /** A VerifierError carrying the explanation (for the runtime's load path). */
