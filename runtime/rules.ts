@@ -16,6 +16,10 @@
  *   when the limits are unchanged), filled, and swapped in at every hook the
  *   old one was attached to (an atomic replace), then the old one closes.
  *
+ * - `addMany` adds a batch at one place: planned in memory with every check
+ *   made first, written with batch map updates, one generation switch; or one
+ *   reload sized for the batch when slots or hash entries run short.
+ *
  * Rules keep their slot (counters, action record, log events) for life;
  * their ids follow definition order as the model says, so they move when
  * rules are inserted before them. `handle.definition` is the ruleset as it is
@@ -34,6 +38,8 @@ import {
   tupleSlot,
   tupleValue,
   u32Buf,
+  writeAction,
+  ACT_SIZE,
   VAL_SIZE,
   writeValue,
   type ClassifyLayout,
@@ -137,6 +143,8 @@ interface Pending {
   /** Undo steps for the in-memory state, newest last. */
   undo: Array<() => void>;
   names: string[];
+  /** Writes before the switch already laid out as batches (map, keys, values, count). */
+  batches?: Array<[map: string, keys: Buffer, values: Buffer, count: number]>;
 }
 
 const nextPow2 = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
@@ -179,6 +187,41 @@ export class LiveRules {
   /** Add a rule at a place (default: the end of the entry chain). */
   add(rule: RuleLike, place: RulePlace = {}): RuleUpdate {
     return this.update([{ op: 'add', rule, place }]);
+  }
+
+  /**
+   * Many rules at one place, in the order given, atomically for packets. When
+   * they are classifiable next to a classifier block this is planned in
+   * memory first and written with batch map updates into the inactive
+   * generation, then one write switches generations. When the rule slots or
+   * the classifier hash are too small, the program is regenerated once, sized
+   * with headroom for them.
+   */
+  addMany(rules: readonly RuleLike[], place: RulePlace = {}): RuleUpdate {
+    const started = process.hrtime.bigint();
+    const ms = () => Number(process.hrtime.bigint() - started) / 1e6;
+    if (rules.length === 0) return { kind: 'map', rules: [], ms: ms() };
+    const chain = this.#chainFor(place);
+    const index = this.#indexFor(chain, place);
+    const lrs = this.#newRules(rules, chain, index);
+    let p: Pending;
+    try {
+      p = this.#planMany(lrs, chain, index);
+    } catch (e) {
+      if (!(e instanceof Reshape)) throw e;
+      // One regeneration with them all, at consecutive positions (the definition sizes slots and entries).
+      const ops: RuleOp[] = rules.map((rule, i) => ({ op: 'add', rule, place: { chain: chain.name, position: index + i } }));
+      const names = this.#regenerate(ops, e.message);
+      return { kind: 'reload', why: e.message, rules: names, ms: ms() };
+    }
+    this.#def = undefined;
+    try {
+      this.#flush(p);
+    } catch (e) {
+      this.#regenerate([], `map update failed: ${(e as Error).message}`);
+      return { kind: 'reload', why: `map update failed: ${(e as Error).message}`, rules: p.names, ms: ms() };
+    }
+    return { kind: 'map', rules: p.names, ms: ms() };
   }
 
   /** Remove a rule, by name or current id. */
@@ -435,6 +478,189 @@ export class LiveRules {
       ...validateDefinition(mini),
     ]);
     return { def, chain, slot: -1 };
+  }
+
+  /** Rules from the DSL for addMany: named, and validated together in one pass. */
+  #newRules(rules: readonly RuleLike[], chain: LiveChain, index: number): LiveRule[] {
+    const names = new Set<string>();
+    const taken = { has: (n: string) => names.has(n) || this.#byName.has(n) };
+    const defs: RuleDef[] = [];
+    const problems: Array<{ message: string; rule: string; source?: SourcePosition }> = [];
+    rules.forEach((rule, i) => {
+      const data = (rule as { [RULE_DATA]?: RuleData } | undefined)?.[RULE_DATA];
+      if (!data) throw new TsbpfError('INVALID_ARGUMENT', 'rules.addMany takes rules made with rule(...)');
+      let name = data.name;
+      if (name === undefined) for (let k = chain.rules.length + i; ; k++) if (!taken.has((name = `${chain.name}#${k}`))) break;
+      if (taken.has(name!)) throw new DslError(`there is a rule named '${name}' already`, { rule: name!, ...(data.source ? { source: data.source } : {}) });
+      names.add(name!);
+      let limitId = 0;
+      const actions = data.actions.map((a) => (a.kind === 'limit' ? { ...a, limitId: limitId++ } : { ...a })) as ActionDef[];
+      const def: RuleDef = { id: i, name: name!, chain: chain.name, index: i, match: data.match.expr, actions };
+      if (data.comment !== undefined) def.comment = data.comment;
+      if (data.source) def.source = data.source;
+      for (const message of data.match.problems) problems.push({ message, rule: name!, ...(data.source ? { source: data.source } : {}) });
+      defs.push(def);
+    });
+    const base = this.host.compiled.definition;
+    const mini: Definition = { ...base, chains: this.#chains.map((c) => ({ name: c.name, policy: c.policy, rules: c === chain ? defs : [] })) };
+    throwProblems([...problems, ...validateDefinition(mini)]);
+    return defs.map((def) => ({ def, chain, slot: -1 }));
+  }
+
+  /**
+   * The plan of addMany: every check first (nothing changes when one fails,
+   * a Reshape says the shape must change), then the in-memory state and the
+   * kernel writes. New rules get evenly spaced priorities between their
+   * neighbours; when there is no room, the whole block is renumbered (the
+   * order of its members stays, so their entry lists are remapped in place).
+   */
+  #planMany(lrs: LiveRule[], chain: LiveChain, index: number): Pending {
+    const p: Pending = { entries: new Map(), blocks: new Set(), pre: [], freed: [], undo: [], names: [] };
+    const prev = chain.rules[index - 1];
+    const next = chain.rules[index];
+    const candidates = [prev?.cls?.block, next?.cls?.block].filter((b): b is LiveBlock => b !== undefined);
+    if (candidates.length === 0) reshape(`no classifier block next to where the rules go`);
+    const ks = lrs.map((lr) => {
+      const k = classifyRule(lr.def);
+      if (!k.ok) reshape(`rule '${lr.def.name}' is not classifiable (${k.why})`);
+      return k;
+    });
+    // Tuple ids of every conjunction, once; the block whose tuple budget they fit.
+    const tupleIdsOf = ks.map((k) => k.conjs.map((c) => tupleId(c)));
+    const distinct = new Map<string, Conj>();
+    ks.forEach((k, i) => k.conjs.forEach((c, j) => distinct.has(tupleIdsOf[i]![j]!) || distinct.set(tupleIdsOf[i]![j]!, c)));
+    const added = (b: LiveBlock) => {
+      let n = 0;
+      for (const id of distinct.keys()) if (!b.tuples.has(id)) n++;
+      return n;
+    };
+    const block = candidates.find((b) => b.tuples.size + added(b) <= T_MAX);
+    if (!block) reshape(`block ${candidates[0]!.id} would need more than ${T_MAX} tuples`);
+    // The key must have the fields the rules test: checked once per distinct tuple (a mask holds the fields).
+    const keyHas = new Set(this.#key.fields.map((x) => x.field));
+    for (const c of distinct.values()) {
+      for (const f of FIELDS) if (!keyHas.has(f) && hasField(c, f)) reshape(`the rules test ${f}, which the classifier key lacks`);
+      if (!this.#key.v6 && (wideAddr(c, 'src') || wideAddr(c, 'dst'))) reshape(`the rules need IPv6 addresses in the classifier key`);
+    }
+    ks.forEach((k, i) => {
+      const name = lrs[i]!.def.name;
+      if (k.action.flags & CLS_FLAG.LOG && !this.#hasEvents) reshape(`rule '${name}' logs, and the filter has no log ring buffer yet`);
+      if (k.action.verdict === CLS_VERDICT.reject && !block.rejectOk) reshape(`rule '${name}' rejects, and the program has no reject stage yet`);
+    });
+    // Capacity, up front: slots, then hash entries (new masked keys only).
+    const n = lrs.length;
+    const slotsLeft = this.#free.length + (this.#slotCapacity - this.#nextSlot);
+    if (n > slotsLeft) reshape(`${n} new rules need more rule slots than the ${slotsLeft} left of ${this.#slotCapacity}`);
+    const tidOf = new Map<string, number>();
+    for (const t of block.tuples.values()) tidOf.set(t.id, t.tid);
+    const fresh: Array<[string, number, Conj]> = [];
+    let nextTid = 0;
+    for (const [id, c] of distinct) {
+      if (tidOf.has(id)) continue;
+      while (block.tids.has(nextTid)) nextTid++;
+      if (nextTid >= 256) reshape(`block ${block.id} has no tuple id left`);
+      tidOf.set(id, nextTid);
+      fresh.push([id, nextTid++, c]);
+    }
+    const tids = tupleIdsOf.map((ids) => ids.map((id) => tidOf.get(id)!));
+    const eids = ks.map((k, i) => k.conjs.map((c, j) => entryId(tagOf(block.id, tids[i]![j]!), c)));
+    let newEntries = 0;
+    const seen = new Set<string>();
+    for (const ids of eids) {
+      for (const id of ids) {
+        if (block.entries.has(id) || seen.has(id)) continue;
+        seen.add(id);
+        newEntries++;
+      }
+    }
+    if (this.#entryCount + newEntries > this.#entryCapacity) reshape(`the classifier hash is full (${this.#entryCapacity} entries)`);
+
+    // Priorities between the neighbours in the block, or the block renumbered.
+    const lo = prev?.cls?.block === block ? prev.cls.prio : 0;
+    const hi = next?.cls?.block === block ? next.cls.prio : Math.min(PRIO_NONE - 1, lo + (n + 1) * prioGap(1));
+    const step = Math.floor((hi - lo) / (n + 1));
+    let prioOfNew = (i: number) => lo + (i + 1) * step;
+
+    // From here on nothing fails: change the state.
+    const rules = (chain.rules = [...chain.rules.slice(0, index), ...lrs, ...chain.rules.slice(index)]);
+    for (const [id, tid, mask] of fresh) {
+      block.tuples.set(id, { tid, id, mask, minPrio: PRIO_NONE, count: 0 });
+      block.tids.add(tid);
+    }
+    p.blocks.add(block);
+    if (step < 1) {
+      // Renumber: the block is a contiguous run of its chain; members keep their order, spaced evenly.
+      let a = index;
+      while (a > 0 && rules[a - 1]!.cls?.block === block) a--;
+      let b = index + n;
+      while (b < rules.length && rules[b]!.cls?.block === block) b++;
+      const gap = prioGap(b - a);
+      const first = index - a + 1;
+      prioOfNew = (i) => (first + i) * gap;
+      const prioOf = new Map<number, number>();
+      for (let i = a; i < b; i++) {
+        const r = rules[i]!;
+        if (r.cls) {
+          r.cls.prio = (i - a + 1) * gap;
+          prioOf.set(r.slot, r.cls.prio);
+        }
+      }
+      for (const t of block.tuples.values()) t.minPrio = PRIO_NONE;
+      const byTid = new Map([...block.tuples.values()].map((t) => [t.tid, t]));
+      for (const [id, e] of block.entries) {
+        this.#touch(block, id, e, p);
+        e.list = e.list.map((x) => ({ prio: prioOf.get(x.slot) ?? x.prio, slot: x.slot }));
+        const t = byTid.get(e.tag & 255);
+        if (t && e.list[0] && e.list[0].prio < t.minPrio) t.minPrio = e.list[0].prio;
+      }
+    }
+    // Slots, action records and zeroed counters (contiguous buffers, one batch each).
+    const counters = this.host.object.maps['tsbpf_counters'];
+    const actKeys = Buffer.alloc(4 * n);
+    const actVals = Buffer.alloc(ACT_SIZE * n);
+    const byTid = new Map([...block.tuples.values()].map((t) => [t.tid, t]));
+    lrs.forEach((lr, i) => {
+      const k = ks[i]!;
+      this.#hint.set(lr, index + i);
+      this.#byName.set(lr.def.name, lr);
+      const slot = this.#free.length ? this.#free.shift()! : this.#nextSlot++;
+      lr.slot = slot;
+      this.#bySlot.set(slot, lr);
+      actKeys.writeUInt32LE(slot, 4 * i);
+      writeAction(actVals, ACT_SIZE * i, k.action, slot);
+      lr.cls = { block, prio: prioOfNew(i), conjs: k.conjs, tids: tids[i]!, action: k.action };
+      p.names.push(lr.def.name);
+      this.#placeEntries(lr, eids[i]!, block, byTid, p);
+    });
+    p.batches = [['tsbpf_cls_act', actKeys, actVals, n]];
+    if (counters) p.batches.push(['tsbpf_counters', actKeys, Buffer.alloc(counters.valueBytes * n), n]);
+    return p;
+  }
+
+  /** A classified rule's entries into its block's lists (and tuple counts and bounds), for addMany. */
+  #placeEntries(lr: LiveRule, ids: string[], block: LiveBlock, byTid: Map<number, LiveTuple>, p: Pending): void {
+    const cls = lr.cls!;
+    const item = { prio: cls.prio, slot: lr.slot };
+    cls.conjs.forEach((c, i) => {
+      const tid = cls.tids[i]!;
+      const t = byTid.get(tid)!;
+      t.count++;
+      if (cls.prio < t.minPrio) t.minPrio = cls.prio;
+      const id = ids[i]!;
+      let e = block.entries.get(id);
+      if (!e) {
+        e = { tag: tagOf(block.id, tid), conj: c, list: [] };
+        block.entries.set(id, e);
+        this.#entryCount++;
+      }
+      this.#touch(block, id, e, p);
+      const list = e.list;
+      if (list.length === 0 || list[list.length - 1]!.prio < item.prio) list.push(item);
+      else {
+        const at = list.findIndex((x) => x.prio > item.prio);
+        list.splice(at < 0 ? list.length : at, 0, item);
+      }
+    });
   }
 
   #insert(lr: LiveRule, index: number, p: Pending): void {
@@ -702,31 +928,45 @@ export class LiveRules {
     const ctl = maps['tsbpf_cls_ctl'];
     if (!hash || !tup || !ctl) throw new TsbpfError('INTERNAL', 'the filter has no classifier maps');
     const n = native();
-    for (const [name, key, value] of p.pre) n.mapUpdate(maps[name]!.fd, key, value, 0);
+    // Action records and zeroed counters, a batch per map (a later write of a key wins).
+    const pre = new Map<string, { keys: Buffer[]; values: Buffer[] }>();
+    for (const [name, key, value] of p.pre) {
+      let w = pre.get(name);
+      if (!w) pre.set(name, (w = { keys: [], values: [] }));
+      w.keys.push(key);
+      w.values.push(value);
+    }
+    for (const [name, w] of pre) writeMany(maps[name]!, w.keys, w.values);
+    for (const [name, keys, values, count] of p.batches ?? []) n.mapUpdateBatch(maps[name]!.fd, keys, values, count, 0);
 
     const g = this.#gen;
     const h = 1 - g;
+    // Keys and values laid out contiguously: one batch for generation h.
     const changed: Array<{ key: Buffer; after: { prio: number; slot: number } | undefined; id: string; block: LiveBlock }> = [];
-    const keys: Buffer[] = [];
-    const values: Buffer[] = [];
     for (const [id, { entry, block, before }] of p.entries) {
       const after = entry.list[0];
       if (before?.prio === after?.prio && before?.slot === after?.slot) continue;
-      const key = Buffer.allocUnsafe(this.#key.size);
-      writeKey(this.#key, key, 0, entry.tag, entry.conj);
-      const v = Buffer.alloc(VAL_SIZE);
-      const pr = [PRIO_NONE, PRIO_NONE];
-      const sl = [0, 0];
-      pr[g] = before?.prio ?? PRIO_NONE;
-      sl[g] = before?.slot ?? 0;
-      pr[h] = after?.prio ?? PRIO_NONE;
-      sl[h] = after?.slot ?? 0;
-      writeValue(v, 0, pr[0]!, sl[0]!, pr[1]!, sl[1]!);
-      keys.push(key);
-      values.push(v);
-      changed.push({ key, after, id, block });
+      changed.push({ key: undefined as unknown as Buffer, after, id, block });
     }
-    writeMany(hash, keys, values);
+    const ks = this.#key.size;
+    const keyBuf = Buffer.alloc(ks * changed.length);
+    const valBuf = Buffer.alloc(VAL_SIZE * changed.length);
+    let i = 0;
+    for (const [, { entry, before }] of p.entries) {
+      const after = entry.list[0];
+      if (before?.prio === after?.prio && before?.slot === after?.slot) continue;
+      writeKey(this.#key, keyBuf, i * ks, entry.tag, entry.conj);
+      changed[i]!.key = keyBuf.subarray(i * ks, (i + 1) * ks);
+      const bp = before?.prio ?? PRIO_NONE;
+      const bs = before?.slot ?? 0;
+      const ap = after?.prio ?? PRIO_NONE;
+      const as = after?.slot ?? 0;
+      if (g === 0) writeValue(valBuf, i * VAL_SIZE, bp, bs, ap, as);
+      else writeValue(valBuf, i * VAL_SIZE, ap, as, bp, bs);
+      i++;
+    }
+    if (changed.length >= 4) n.mapUpdateBatch(hash.fd, keyBuf, valBuf, changed.length, 0);
+    else for (let j = 0; j < changed.length; j++) n.mapUpdate(hash.fd, changed[j]!.key, valBuf.subarray(j * VAL_SIZE, (j + 1) * VAL_SIZE), 0);
     const orders = new Map<LiveBlock, LiveTuple[]>();
     for (const b of p.blocks) {
       const { order, sig } = orderOf(b);
@@ -740,7 +980,8 @@ export class LiveRules {
     this.#gen = h;
     // Bring generation g level with h.
     const mk: Buffer[] = [];
-    const mv: Buffer[] = [];
+    let m = 0;
+    const mv = Buffer.alloc(VAL_SIZE * changed.length);
     for (const c of changed) {
       if (!c.after) {
         n.mapDelete(hash.fd, c.key);
@@ -748,12 +989,15 @@ export class LiveRules {
         this.#entryCount--;
         continue;
       }
-      const v = Buffer.alloc(VAL_SIZE);
-      writeValue(v, 0, c.after.prio, c.after.slot, c.after.prio, c.after.slot);
+      writeValue(mv, VAL_SIZE * m++, c.after.prio, c.after.slot, c.after.prio, c.after.slot);
       mk.push(c.key);
-      mv.push(v);
     }
-    writeMany(hash, mk, mv);
+    if (m > 0) {
+      // The keys are views into keyBuf; concat copies them only when some were deleted.
+      const keys = m === changed.length ? keyBuf : Buffer.concat(mk);
+      if (m >= 4) n.mapUpdateBatch(hash.fd, keys, mv.subarray(0, VAL_SIZE * m), m, 0);
+      else for (let j = 0; j < m; j++) n.mapUpdate(hash.fd, mk[j]!, mv.subarray(j * VAL_SIZE, (j + 1) * VAL_SIZE), 0);
+    }
     for (const [b, order] of orders) this.#writeTuples(b, g, order, tup, ctl);
     for (const b of p.blocks) {
       for (const t of [...b.tuples.values()]) {
@@ -863,7 +1107,8 @@ export class LiveRules {
     const def: Definition = { ...base, chains: defChains };
     throwProblems(validateDefinition(def));
 
-    const maxSlot = Math.max(-1, ...ruleSlots);
+    let maxSlot = -1;
+    for (const s of ruleSlots) if (s > maxSlot) maxSlot = s;
     const layout: ClassifyLayout = {
       ruleSlots,
       slotCapacity: maxSlot < this.#slotCapacity ? this.#slotCapacity : nextPow2(2 * (maxSlot + 1)),

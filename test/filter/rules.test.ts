@@ -95,6 +95,63 @@ if (requireKernel('live rules: add, remove, replace')) {
     }
   });
 
+  test('addMany: 50,000 rules in one call; once regenerated with room for them, then as one map update', () => {
+    const h = load(web());
+    const was = setSourceCapture(false);
+    // Rule i: 10.x.y.z (from i) to a port from i, accepted; the middle one drops port 80, ahead of 'http'.
+    const src = (i: number) => `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}` as Ip;
+    const port = (i: number) => 2000 + (i % 50_000);
+    const batch = (tag: string, from: number, n: number) => {
+      const rules: RuleLike[] = [];
+      for (let i = from; i < from + n; i++) {
+        rules.push(
+          i === from + n / 2
+            ? rule(match.ip4.src(src(i)).and(match.tcp.dport(80))).drop().named(`${tag}${i}`)
+            : rule(match.ip4.src(src(i)).and(match.tcp.dport(port(i)))).accept().named(`${tag}${i}`),
+        );
+      }
+      return rules;
+    };
+    const decide = (tag: string, from: number, n: number) => {
+      const def = h.definition;
+      const cases: Array<[string, Buffer]> = [
+        [`${tag}${from}`, tcp(src(from), port(from))],
+        [`${tag}${from + n / 2}`, tcp(src(from + n / 2), 80)],
+        [`${tag}${from + n - 1}`, tcp(src(from + n - 1), port(from + n - 1))],
+      ];
+      for (const [name, p] of cases) {
+        const want = evaluate(def, p, { trace: false });
+        assert.is(want.rule, name, `the evaluator picks ${name}`);
+        assert.is(h.testRun('tc-ingress', p).filterVerdict, want.verdict, `${name} decides in the kernel`);
+      }
+    };
+    try {
+      const first = h.rules.addMany(batch('a', 0, 50_000), { position: { before: 'http' } });
+      assert.is(first.kind, 'reload', 'the loaded filter had slots for far fewer rules');
+      assert.match(first.why ?? '', /rule slots/);
+      assert.is(first.rules.length, 50_000);
+      assert.is(h.rules.size, 50_303);
+      decide('a', 0, 50_000);
+      const second = h.rules.addMany(batch('b', 50_000, 50_000), { position: { before: 'http' } });
+      assert.is(second.kind, 'map', second.why);
+      assert.equal(second.rules.slice(0, 2), ['b50000', 'b50001']);
+      decide('b', 50_000, 50_000);
+      decide('a', 0, 50_000);
+      const names = h.definition.chains[0]!.rules.map((r) => r.name);
+      assert.is(names.indexOf('b50000'), names.indexOf('a49999') + 1, 'the batch keeps its order, at its place');
+      assert.is(names.indexOf('http'), names.indexOf('b99999') + 1);
+      agrees(h, 'after two batches', probe);
+      // At the end of the chain (after the block's last rule) there is room: no renumbering.
+      const tail = h.rules.addMany([rule(match.udp.dport(7000)).accept().named('t0'), rule(match.udp.dport([7000, 7001])).drop().named('t1')]);
+      assert.is(tail.kind, 'map', tail.why);
+      assert.is(evaluate(h.definition, udp('10.1.1.1', 7001)).rule, 't1');
+      agrees(h, 'after a tail batch', [udp('10.1.1.1', 7000), udp('10.1.1.1', 7001), udp('10.1.1.1', 53)]);
+    } finally {
+      setSourceCapture(was);
+      h.close();
+    }
+  });
+
   test('a bad change changes nothing', () => {
     const h = load(web());
     try {
