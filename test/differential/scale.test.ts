@@ -14,14 +14,7 @@ import { setSourceCapture } from '../../sdk/source.js';
 import { load, type LoadedFilter } from '../../runtime/index.js';
 import { MAX_TAIL_CALLS } from '../../codegen/ir.js';
 import { requireKernel } from '../kernel.js';
-
-/** BPF_PROG_TEST_RUN refuses frames shorter than Ethernet, and at TC IP frames shorter than their IP header. */
-function refused(hook: Hook, data: Buffer): boolean {
-  if (data.length < 14) return true;
-  if (hook === 'xdp') return false;
-  const type = data.readUInt16BE(12);
-  return (type === 0x0800 && data.length < 34) || (type === 0x86dd && data.length < 54);
-}
+import { refused } from './compare.js';
 
 function expected(verdict: Verdict, replies: boolean): Verdict {
   return verdict === 'reject' && !replies ? 'drop' : verdict;

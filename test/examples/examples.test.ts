@@ -8,6 +8,7 @@ import * as assert from 'uvu/assert';
 import { evaluate, EvalState, randomPacketCase, rng, type Filter, type Hook, type PacketBias } from '../../sdk/index.js';
 import { load, type LoadedFilter } from '../../runtime/index.js';
 import { requireKernel } from '../kernel.js';
+import { refused } from '../differential/compare.js';
 import { createPair, ping, type PairTopology } from '../net/topology.js';
 import { tcpConnect, tcpServer, type Server } from '../net/traffic.js';
 import { firewall } from '../../examples/firewall.js';
@@ -30,13 +31,6 @@ const EXAMPLES: Array<{ name: string; filter: Filter; hook: Hook; bias: PacketBi
   { name: 'rate-limiter', filter: rateLimiter, hook: 'tc-ingress', bias: { ports: [53, 80], protos: [6, 17, 1] } },
   { name: 'egress-allow', filter: egressAllow, hook: 'tc-egress', bias: { ipv4: ['10.0.0.0/8', '192.168.0.0/16'], ports: [53, 443], protos: [6, 17, 1, 58] } },
 ];
-
-function refused(hook: Hook, data: Buffer): boolean {
-  if (data.length < 14) return true;
-  if (hook === 'xdp') return false;
-  const type = data.readUInt16BE(12);
-  return (type === 0x0800 && data.length < 34) || (type === 0x86dd && data.length < 54);
-}
 
 if (requireKernel('examples: kernel == evaluate, and real traffic')) {
   for (const ex of EXAMPLES) {
