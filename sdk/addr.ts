@@ -4,6 +4,8 @@
  * parse it back with these functions.
  */
 import { formatIpv4, formatIpv6, formatMac } from './parse.js';
+// One parser of address text for the whole sdk: the layouts' (sdk/layout.ts).
+import { parseIpv4Bytes, parseIpv6Bytes } from './layout.js';
 
 /** Dotted-quad IPv4 text, checked by the compiler as far as a template type can. */
 export type Ipv4Address = `${number}.${number}.${number}.${number}`;
@@ -18,53 +20,16 @@ export type MacAddress =
 
 /** Parse dotted-quad IPv4 text to an unsigned 32-bit number; undefined when malformed. */
 export function parseIpv4(text: string): number | undefined {
-  const parts = text.split('.');
-  if (parts.length !== 4) return undefined;
-  let n = 0;
-  for (const p of parts) {
-    if (!/^\d{1,3}$/.test(p)) return undefined;
-    const b = Number(p);
-    if (b > 255) return undefined;
-    n = n * 256 + b;
-  }
-  return n;
+  const b = parseIpv4Bytes(text);
+  return b && ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
 }
 
 /** Parse IPv6 text (with '::' and an optional dotted IPv4 tail) to a 128-bit bigint. */
 export function parseIpv6(text: string): bigint | undefined {
-  if (!/^[0-9a-fA-F:.]+$/.test(text)) return undefined;
-  const halves = text.split('::');
-  if (halves.length > 2) return undefined;
-  const groups = (s: string): number[] | undefined => {
-    if (s === '') return [];
-    const out: number[] = [];
-    const parts = s.split(':');
-    for (let i = 0; i < parts.length; i++) {
-      const p = parts[i]!;
-      if (i === parts.length - 1 && p.includes('.')) {
-        const v4 = parseIpv4(p);
-        if (v4 === undefined) return undefined;
-        out.push(v4 >>> 16, v4 & 0xffff);
-      } else {
-        if (!/^[0-9a-fA-F]{1,4}$/.test(p)) return undefined;
-        out.push(parseInt(p, 16));
-      }
-    }
-    return out;
-  };
-  const head = groups(halves[0]!);
-  const tail = halves.length === 2 ? groups(halves[1]!) : [];
-  if (!head || !tail) return undefined;
-  let all: number[];
-  if (halves.length === 2) {
-    if (head.length + tail.length > 7) return undefined;
-    all = [...head, ...new Array<number>(8 - head.length - tail.length).fill(0), ...tail];
-  } else {
-    if (head.length !== 8) return undefined;
-    all = head;
-  }
+  const b = parseIpv6Bytes(text);
+  if (!b) return undefined;
   let x = 0n;
-  for (const g of all) x = (x << 16n) | BigInt(g);
+  for (const byte of b) x = (x << 8n) | BigInt(byte);
   return x;
 }
 

@@ -4,73 +4,28 @@
  * Errors are TsbpfError('INVALID_ARGUMENT') naming the bad text.
  */
 import { TsbpfError } from './errors.js';
-
-const DEC_OCTET = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
+import { parseIpv4Bytes, parseIpv6Bytes } from './layout.js';
 
 export function isIpv4Text(text: string): boolean {
-  const parts = text.split('.');
-  return parts.length === 4 && parts.every((p) => DEC_OCTET.test(p));
+  return parseIpv4Bytes(text) !== undefined;
 }
 
 /** '10.0.0.1' -> 4 bytes. */
 export function ipv4ToBytes(text: string): Buffer {
-  if (!isIpv4Text(text)) throw badAddress('IPv4', text, "write four decimal octets, e.g. '10.0.0.1'");
-  return Buffer.from(text.split('.').map(Number));
+  const b = parseIpv4Bytes(text);
+  if (!b) throw badAddress('IPv4', text, "write four decimal octets, e.g. '10.0.0.1'");
+  return Buffer.from(b);
 }
 
 export function isIpv6Text(text: string): boolean {
-  return parseIpv6(text) !== undefined;
+  return parseIpv6Bytes(text) !== undefined;
 }
 
 /** 'fd00::1', '::ffff:10.0.0.1' -> 16 bytes. */
 export function ipv6ToBytes(text: string): Buffer {
-  const b = parseIpv6(text);
+  const b = parseIpv6Bytes(text);
   if (!b) throw badAddress('IPv6', text, "write eight hex groups or compress zeros with '::', e.g. 'fd00::1'");
-  return b;
-}
-
-function parseIpv6(text: string): Buffer | undefined {
-  if (text.length === 0 || text.length > 45) return undefined;
-  let head = text;
-  let v4: Buffer | undefined;
-  // A trailing dotted quad stands for the last two groups.
-  const lastColon = text.lastIndexOf(':');
-  if (lastColon >= 0 && text.indexOf('.', lastColon) > 0) {
-    const quad = text.slice(lastColon + 1);
-    if (!isIpv4Text(quad)) return undefined;
-    v4 = Buffer.from(quad.split('.').map(Number));
-    head = text.slice(0, lastColon + 1);
-    // 'x::' + quad leaves 'x::'; 'x:y:' + quad leaves a trailing ':' to drop.
-    if (!head.endsWith('::')) head = head.slice(0, -1);
-  }
-  const want = v4 ? 6 : 8;
-  const halves = head.split('::');
-  if (halves.length > 2) return undefined;
-  const groups = (s: string): number[] | undefined => {
-    if (s === '') return [];
-    const out: number[] = [];
-    for (const g of s.split(':')) {
-      if (!/^[0-9a-fA-F]{1,4}$/.test(g)) return undefined;
-      out.push(parseInt(g, 16));
-    }
-    return out;
-  };
-  const left = groups(halves[0]!);
-  const right = halves.length === 2 ? groups(halves[1]!) : [];
-  if (!left || !right) return undefined;
-  let all: number[];
-  if (halves.length === 2) {
-    const missing = want - left.length - right.length;
-    if (missing < 1) return undefined;
-    all = [...left, ...new Array<number>(missing).fill(0), ...right];
-  } else {
-    if (left.length !== want) return undefined;
-    all = left;
-  }
-  const out = Buffer.alloc(16);
-  all.forEach((g, i) => out.writeUInt16BE(g, i * 2));
-  if (v4) v4.copy(out, 12);
-  return out;
+  return Buffer.from(b);
 }
 
 /** 16 bytes -> RFC 5952 text (lower case, longest zero run of 2+ groups compressed). */
