@@ -73,17 +73,7 @@ export function createPair(options: { prefix?: string } = {}): PairTopology {
   const nsB = `${prefix}B-${id}`;
   const x = parseInt(id.slice(0, 2), 16);
   const y = parseInt(id.slice(2, 4), 16);
-  const namespaces: string[] = [];
-  const destroy = () => {
-    for (const ns of namespaces.reverse()) {
-      try {
-        execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
-      } catch {
-        /* already gone */
-      }
-    }
-    namespaces.length = 0;
-  };
+  const { namespaces, destroy } = namespaceGroup();
   try {
     for (const ns of [nsA, nsB]) {
       ip(['netns', 'add', ns]);
@@ -129,17 +119,7 @@ export function createRouter(options: { prefix?: string } = {}): RouterTopology 
   const nsC = `${prefix}C-${id}`;
   const nsR = `${prefix}R-${id}`;
   const nsS = `${prefix}S-${id}`;
-  const namespaces: string[] = [];
-  const destroy = () => {
-    for (const ns of namespaces.reverse()) {
-      try {
-        execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
-      } catch {
-        /* already gone */
-      }
-    }
-    namespaces.length = 0;
-  };
+  const { namespaces, destroy } = namespaceGroup();
   try {
     for (const ns of [nsC, nsR, nsS]) {
       ip(['netns', 'add', ns]);
@@ -169,6 +149,27 @@ export function createRouter(options: { prefix?: string } = {}): RouterTopology 
     destroy();
     throw e;
   }
+}
+
+/**
+ * The namespaces one topology makes, in creation order; destroy() deletes
+ * them newest first and tolerates ones already gone.
+ */
+export function namespaceGroup(): { namespaces: string[]; destroy(): void } {
+  const namespaces: string[] = [];
+  return {
+    namespaces,
+    destroy() {
+      for (const ns of namespaces.reverse()) {
+        try {
+          execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+        } catch {
+          /* already gone */
+        }
+      }
+      namespaces.length = 0;
+    },
+  };
 }
 
 /** Run `fn` with a topology and always destroy it afterwards. */

@@ -5,8 +5,8 @@
  * that report which backend answered, move bytes and verify them, and keep
  * connections open on command.
  */
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { ip, linkMac, nsExec, uniqueId, type Host } from '../net/topology.js';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { ip, linkMac, namespaceGroup, nsExec, uniqueId, type Host } from '../net/topology.js';
 
 export interface LbTopology {
   id: string;
@@ -30,17 +30,7 @@ export function createLbTopology(backends: number, prefix = 'tsl'): LbTopology {
   const x = (parseInt(id.slice(0, 2), 16) % 250) + 1;
   const nsC = `${prefix}C-${id}`;
   const nsR = `${prefix}R-${id}`;
-  const namespaces: string[] = [];
-  const destroy = () => {
-    for (const ns of namespaces.reverse()) {
-      try {
-        execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
-      } catch {
-        /* gone */
-      }
-    }
-    namespaces.length = 0;
-  };
+  const { namespaces, destroy } = namespaceGroup();
   const host = (ns: string, ifname: string, v4: string, v6: string): Host => ({ ns, ifname, ipv4: v4, ipv6: v6, mac: '' });
   try {
     for (const ns of [nsC, nsR]) {
