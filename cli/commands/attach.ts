@@ -6,7 +6,7 @@ import { TsbpfError } from '../../sdk/errors.js';
 import type { Command } from '../command.js';
 import { pinnedPrograms } from '../pins.js';
 import { DEFAULT_PIN_BASE, readRecord, saveRecord, type AttachRecord } from '../state.js';
-import { parseHook, parseIntOption } from './load.js';
+import { ATTACH_OPTIONS, parseHook, parseIntOption, parseXdpMode } from './load.js';
 
 export const attach: Command = {
   name: 'attach',
@@ -22,21 +22,14 @@ export const attach: Command = {
     const { values, positionals } = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: {
-        pin: { type: 'string' },
-        hook: { type: 'string' },
-        ifname: { type: 'string' },
-        netns: { type: 'string' },
-        program: { type: 'string' },
-        priority: { type: 'string' },
-        mode: { type: 'string' },
-      },
+      options: ATTACH_OPTIONS,
     });
     if ((!values.pin && !positionals[0]) || !values.ifname) {
       io.err(this.usage);
       return 2;
     }
     const hook = parseHook(values.hook);
+    const mode = parseXdpMode(values.mode);
     const priority = parseIntOption('priority', values.priority, 1, 65535);
     const dir = path.resolve(values.pin ?? path.join(DEFAULT_PIN_BASE, positionals[0]!));
     const record = readRecord(dir);
@@ -58,7 +51,6 @@ export const attach: Command = {
       let rec: AttachRecord;
       try {
         if (hook === 'xdp') {
-          const mode = values.mode as 'generic' | 'driver' | undefined;
           const r = native().xdpAttach({ ...where, progFd: fd, ...(mode ? { mode } : {}) });
           rec = { hook, ...where, program, mode: r.mode };
         } else {

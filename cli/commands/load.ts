@@ -26,6 +26,22 @@ export function parseIntOption(name: string, value: string | undefined, min: num
   return n;
 }
 
+/** Where and how to attach: the options load and attach share. */
+export const ATTACH_OPTIONS = {
+  hook: { type: 'string' },
+  ifname: { type: 'string' },
+  netns: { type: 'string' },
+  pin: { type: 'string' },
+  program: { type: 'string' },
+  priority: { type: 'string' },
+  mode: { type: 'string' },
+} as const;
+
+export function parseXdpMode(value: string | undefined): 'generic' | 'driver' | undefined {
+  if (value !== undefined && value !== 'generic' && value !== 'driver') throw new TsbpfError('INVALID_ARGUMENT', `--mode must be generic or driver (got '${value}')`);
+  return value;
+}
+
 export const loadCommand: Command = {
   name: 'load',
   summary: 'compile (for .ts), load, attach and pin a filter or BPF object',
@@ -46,16 +62,7 @@ export const loadCommand: Command = {
     const { values, positionals } = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: {
-        hook: { type: 'string' },
-        ifname: { type: 'string' },
-        netns: { type: 'string' },
-        pin: { type: 'string' },
-        export: { type: 'string' },
-        program: { type: 'string' },
-        priority: { type: 'string' },
-        mode: { type: 'string' },
-      },
+      options: { ...ATTACH_OPTIONS, export: { type: 'string' } },
     });
     const file = positionals[0];
     if (!file || !values.ifname) {
@@ -64,8 +71,7 @@ export const loadCommand: Command = {
     }
     const hook = parseHook(values.hook);
     const priority = parseIntOption('priority', values.priority, 1, 65535);
-    const mode = values.mode as 'generic' | 'driver' | undefined;
-    if (mode && mode !== 'generic' && mode !== 'driver') throw new TsbpfError('INVALID_ARGUMENT', `--mode must be generic or driver (got '${mode}')`);
+    const mode = parseXdpMode(values.mode);
     if (!existsSync(file)) throw new TsbpfError('OBJECT_NOT_FOUND', `no such file: ${file}`);
 
     const isObject = file.endsWith('.o');

@@ -133,11 +133,25 @@ if (requireKernel('cli: load, maps, test, replace, detach')) {
       assert.match(t.stdout, /kernel: +drop/);
       assert.match(t.stdout, /evaluator: accept by policy of chain input/);
 
+      // attach: the pinned program also on the other side of the link, then counting that side's pings too
+      const badMode = tsbpf('attach', '--pin', pinDir, '--hook', 'xdp', '--ifname', a.ifname, '--netns', a.ns, '--mode', 'turbo');
+      assert.is(badMode.status, 1);
+      assert.match(badMode.stderr, /--mode must be generic or driver \(got 'turbo'\)/);
+      const att = tsbpf('attach', '--pin', pinDir, '--hook', 'tc-ingress', '--ifname', a.ifname, '--netns', a.ns);
+      assert.is(att.status, 0, att.stderr);
+      assert.match(att.stdout, /attached at tc-ingress on eth0/);
+      assert.is(ping(b.ns, a.ipv4, 2), 2);
+      const after = JSON.parse(tsbpf('maps', '--pin', pinDir, 'tsbpf_counters', '--json').stdout) as { tsbpf_counters: Array<{ rule: string; packets: number }> };
+      assert.is(after.tsbpf_counters.find((r) => r.rule === 'pings')!.packets, 7, 'requests seen at the second hook are counted in the same maps');
+
       const d = tsbpf('detach', '--pin', pinDir);
       assert.is(d.status, 0, d.stderr);
       assert.not.ok(existsSync(pinDir), 'pins removed');
-      const qdiscs = spawnSync('tc', ['-n', b.ns, 'qdisc', 'show', 'dev', b.ifname], { encoding: 'utf8' }).stdout;
-      assert.not.match(qdiscs, /clsact/, 'the clsact qdisc tsbpf made is gone');
+      assert.match(d.stdout, /detached from tc-ingress on eth0 in .*tsA-/, 'the attach made by tsbpf attach is detached too');
+      for (const h of [a, b]) {
+        const qdiscs = spawnSync('tc', ['-n', h.ns, 'qdisc', 'show', 'dev', h.ifname], { encoding: 'utf8' }).stdout;
+        assert.not.match(qdiscs, /clsact/, 'the clsact qdiscs tsbpf made are gone');
+      }
     } finally {
       tsbpf('detach', '--pin', pinDir);
       rmSync(pinDir, { recursive: true, force: true });
