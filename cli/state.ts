@@ -25,7 +25,8 @@ export interface LoadRecord {
   pinDir: string;
   source: string;
   attachments: AttachRecord[];
-  rules: Array<{ id: number; name: string; chain: string; text: string }>;
+  /** Counter slots differ from rule ids once classification or live updates move rules. */
+  rules: Array<{ id: number; slot?: number; name: string; chain: string; text: string }>;
   loadedAt: string;
 }
 

@@ -119,7 +119,7 @@ export const loadCommand: Command = {
       const f = load(found!.filter, reuse);
       close = () => f.close();
       pin = (d) => f.pin(d);
-      rules = f.compiled.ruleTable.map((r) => ({ id: r.id, name: r.name, chain: r.chain, text: r.text }));
+      rules = f.compiled.ruleTable.map((r) => ({ id: r.id, slot: f.slotOf(r.id), name: r.name, chain: r.chain, text: r.text }));
       step(`${f.compiled.programs.length} programs, ${rules.length} rules${f.compiled.cached ? ' (clang cached)' : ''}`);
       attachment = attachWith(previous, hook, values.ifname, values.netns, priority, mode, (o) => f.attach(o));
     }

@@ -65,7 +65,7 @@ export const maps: Command = {
       try {
         if (name === 'tsbpf_counters' && record?.rules.length) {
           const rows = record.rules.map((r) => {
-            const perCpu = (map.get(r.id) ?? []) as Array<{ packets: bigint; bytes: bigint }>;
+            const perCpu = (map.get(r.slot ?? r.id) ?? []) as Array<{ packets: bigint; bytes: bigint }>;
             const packets = perCpu.reduce((s, c) => s + c.packets, 0n);
             const bytes = perCpu.reduce((s, c) => s + c.bytes, 0n);
             return { id: r.id, rule: r.name, chain: r.chain, packets, bytes, text: r.text };
