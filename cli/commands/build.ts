@@ -4,9 +4,9 @@ import { parseArgs } from 'node:util';
 import { compile } from '../../codegen/compile.js';
 import { typesModuleSource } from '../../codegen/types-module.js';
 import { describeLayout } from '../../sdk/layout.js';
+import { fnCompiler } from '../lazy.js';
 import type { Command } from '../command.js';
 import { buildablesOf } from '../definitions.js';
-import { compileFunctions } from '../../codegen/fn/compile.js';
 import { TsbpfError } from '../../sdk/errors.js';
 
 export const build: Command = {
@@ -55,7 +55,7 @@ export const build: Command = {
     if (functions.length > 0) {
       const name = path.basename(file).replace(/\.[cm]?[tj]s$/, '');
       const step = io.step(`compiling ${functions.map((f) => f.exportName).join(', ')} (ts-morph + clang)`);
-      const r = compileFunctions(file, { exports: functions.map((f) => f.exportName) });
+      const r = (await fnCompiler())(file, { exports: functions.map((f) => f.exportName) });
       step(r.object?.cached ? 'cached' : `${r.object?.bytes.length ?? 0} bytes`);
       const base = path.join(outDir, name);
       writeFileSync(`${base}.c`, r.c);

@@ -6,9 +6,9 @@ import type { Layout } from '../../sdk/layout.js';
 import { TsbpfError } from '../../sdk/errors.js';
 import { load } from '../../runtime/entry.js';
 import type { Attachment } from '../../runtime/attach.js';
+import { fnCompiler } from '../lazy.js';
 import type { Command } from '../command.js';
 import { buildablesOf, type FoundFilter } from '../definitions.js';
-import { compileFunctions } from '../../codegen/fn/compile.js';
 import { removePins } from '../pins.js';
 import { DEFAULT_PIN_BASE, readRecord, saveRecord, type AttachRecord, type LoadRecord } from '../state.js';
 
@@ -88,7 +88,7 @@ export const loadCommand: Command = {
       if (filters.length === 1) found = filters[0];
       else if (fns.length === 1) {
         const step = io.step(`compiling function program ${fns[0]!.exportName}`);
-        const r = compileFunctions(file, { exports: [fns[0]!.exportName] });
+        const r = (await fnCompiler())(file, { exports: [fns[0]!.exportName] });
         step();
         fnObject = { bytes: r.object!.bytes, layouts: r.layouts, program: r.programs[0]!.name };
       } else if (fns.length > 1) {

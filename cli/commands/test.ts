@@ -3,9 +3,9 @@ import { evaluate } from '../../sdk/evaluate.js';
 import { parsePacketSpec, PACKET_SPEC_SYNTAX } from '../../sdk/packet-spec.js';
 import type { Hook } from '../../sdk/model.js';
 import { loadFilter } from '../../runtime/filter.js';
+import { fnCompiler } from '../lazy.js';
 import type { Command } from '../command.js';
 import { buildablesOf, oneFilterOf } from '../definitions.js';
-import { compileFunctions } from '../../codegen/fn/compile.js';
 import { runInNode } from '../../sdk/fn/run.js';
 import { load } from '../../runtime/load.js';
 import { parseHook } from './load.js';
@@ -41,7 +41,7 @@ export const testCommand: Command = {
     if (fn) {
       // A function program: the same function in Node beside the kernel's test run.
       const done = io.step(`compiling function program ${fn.exportName}`);
-      const r = compileFunctions(file, { exports: [fn.exportName] });
+      const r = (await fnCompiler())(file, { exports: [fn.exportName] });
       const obj = load(r.object!.bytes, { name: fn.exportName, layouts: r.layouts });
       done();
       let differ = 0;
