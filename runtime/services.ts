@@ -67,8 +67,8 @@ export interface ServicesAttachOptions {
 }
 
 export interface ServicesTestRun extends TestRunResult {
-  /** TC_ACT_OK: 'accept'; TC_ACT_SHOT: 'drop'. */
-  action: 'accept' | 'drop';
+  /** TC_ACT_OK: 'accept'; TC_ACT_SHOT: 'drop'; TC_ACT_REDIRECT: 'loop' (a hairpin at egress, sent back into the interface's ingress). */
+  action: 'accept' | 'drop' | 'loop';
 }
 
 const SOCK_ATTACH: SockAttach[] = ['connect4', 'connect6', 'sendmsg4', 'sendmsg6', 'recvmsg4', 'recvmsg6', 'getpeername4', 'getpeername6'];
@@ -466,7 +466,7 @@ export class LoadedServices {
   testRun(hook: 'tc-ingress' | 'tc-egress', data: Buffer, options: { repeat?: number } = {}): ServicesTestRun {
     const program = this.compiled.programs.find((p) => p.hook === hook)!.name;
     const r = this.object.testRun(program, { data, ...(options.repeat ? { repeat: options.repeat } : {}) });
-    return { ...r, action: r.retval === 2 ? 'drop' : 'accept' };
+    return { ...r, action: r.retval === 2 ? 'drop' : r.retval === 7 ? 'loop' : 'accept' };
   }
 
   /** Pin every map (and program) under `dir` on bpffs: `tsbpf ct list --pin DIR` reads the conntrack table there. */

@@ -44,6 +44,8 @@ export const CTF = {
   SNAT_DONE: 1 << 5,
   HAIRPIN: 1 << 6,
   AFFINITY: 1 << 7,
+  /** Hairpin at the client's own egress: looped back into its ingress. */
+  LOOP: 1 << 8,
 } as const;
 
 export const CT_PRIMARY = 1;
@@ -539,7 +541,7 @@ export interface CtConnection {
   original: CtEndpoints;
   /** The original direction after NAT (equal to `original` without NAT). */
   translated: CtEndpoints;
-  /** 'seen-reply', 'dnat', 'snat', 'hairpin', 'affinity', 'fin-orig', 'fin-reply'. */
+  /** 'seen-reply', 'dnat', 'snat', 'hairpin', 'loop', 'affinity', 'fin-orig', 'fin-reply'. */
   flags: string[];
   svcId: number;
   backendId: number;
@@ -560,6 +562,7 @@ const FLAG_NAMES: Array<[number, string]> = [
   [CTF.DNAT, 'dnat'],
   [CTF.SNAT, 'snat'],
   [CTF.HAIRPIN, 'hairpin'],
+  [CTF.LOOP, 'loop'],
   [CTF.AFFINITY, 'affinity'],
   [CTF.FIN_ORIG, 'fin-orig'],
   [CTF.FIN_REPLY, 'fin-reply'],

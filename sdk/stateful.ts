@@ -129,7 +129,8 @@ export interface ServicesEvalOptions {
 }
 
 export interface ServicesResult {
-  verdict: 'accept' | 'drop';
+  /** 'loop': a hairpin connection at the client's egress, sent back into the interface's ingress (Ethernet addresses swapped). */
+  verdict: 'accept' | 'drop' | 'loop';
   /** The packet as it leaves (a copy; rewritten when translated). */
   data: Buffer;
   ctState: PacketCtState;
@@ -159,7 +160,7 @@ export function evaluateServices(st: ServicesState, packet: Uint8Array, options:
   const hook = options.hook === 'tc-egress' ? HOOK_EGRESS : HOOK_INGRESS;
   const now = BigInt(options.now);
   const events: ServiceEvent[] = [];
-  const done = (verdict: 'accept' | 'drop', ctState: PacketCtState, extra: Partial<ServicesResult> = {}): ServicesResult => ({
+  const done = (verdict: ServicesResult['verdict'], ctState: PacketCtState, extra: Partial<ServicesResult> = {}): ServicesResult => ({
     verdict,
     data: pkt,
     ctState,
@@ -213,7 +214,7 @@ export function evaluateServices(st: ServicesState, packet: Uint8Array, options:
   return fresh(r, done);
 }
 
-type Done = (verdict: 'accept' | 'drop', ctState: PacketCtState, extra?: Partial<ServicesResult>) => ServicesResult;
+type Done = (verdict: ServicesResult['verdict'], ctState: PacketCtState, extra?: Partial<ServicesResult>) => ServicesResult;
 
 /** What the datapath sees in a frame: a connection packet, an ICMP error, or neither. */
 function packetKind(pkt: Buffer, v: PacketView): { kind: 'conn'; t: Tuple } | { kind: 'error' } | { kind: 'untracked' } {
@@ -261,6 +262,16 @@ function apply(r: Run, to: Tuple): 'accept' | 'drop' {
   natRewrite(r.pkt, r.v, r.t, to);
   r.st.stats.translated++;
   return 'accept';
+}
+
+/** A looped hairpin connection's packet at egress goes back in at ingress (twin of tsbpf_svc_loop). */
+function loop(r: Run, e: CtEntry, to: Tuple): ServicesResult['verdict'] {
+  const v = apply(r, to);
+  if (v !== 'accept' || r.hook !== HOOK_EGRESS || !(e.flags & CTF.LOOP)) return v;
+  const mac = Buffer.from(r.pkt.subarray(0, 12));
+  mac.copy(r.pkt, 0, 6, 12);
+  mac.copy(r.pkt, 6, 0, 6);
+  return 'loop';
 }
 
 /** Reserve a source port for x (x.src set) by inserting its alias (twin of tsbpf_nat_alloc); mutates x.sport. */
@@ -370,7 +381,7 @@ function existing(r: Run, pkey: CtKey, e: CtEntry, dir: number, stage: number, d
     to = reverseTuple(e.o);
     to.icmp = t.icmp;
   }
-  return done(apply(r, to), ctState, extra);
+  return done(loop(r, e, to), ctState, extra);
 }
 
 function fresh(r: Run, done: Done): ServicesResult {
@@ -401,7 +412,8 @@ function fresh(r: Run, done: Done): ServicesResult {
     st.stats.lbNew++;
     if (sel.affinity) st.stats.affinity++;
     track = true;
-    if (hook === HOOK_INGRESS && wordsEq(sel.b.addr, t.src)) {
+    // Hairpin: the client is the backend. At egress (client-side placement) the connection is looped back in.
+    if (wordsEq(sel.b.addr, t.src)) {
       const hx = copyTuple(ent.x);
       hx.src = [...t.dst] as Words;
       if (!natAlloc(st.ct, hx, key, 1024, 65535, t.sport, hash, now)) {
@@ -411,7 +423,7 @@ function fresh(r: Run, done: Done): ServicesResult {
       }
       ent.x.src = hx.src;
       ent.x.sport = hx.sport;
-      ent.flags |= CTF.SNAT | CTF.SNAT_DONE | CTF.HAIRPIN;
+      ent.flags |= CTF.SNAT | CTF.SNAT_DONE | CTF.HAIRPIN | (hook === HOOK_EGRESS ? CTF.LOOP : 0);
       st.stats.hairpin++;
     }
   } else if (hook === HOOK_INGRESS) {
@@ -430,7 +442,7 @@ function fresh(r: Run, done: Done): ServicesResult {
     }
   }
 
-  if (hook === HOOK_EGRESS) {
+  if (hook === HOOK_EGRESS && !(ent.flags & CTF.SNAT_DONE)) {
     const x = copyTuple(ent.x);
     const s = snat(r, x, key, hash);
     if (s.result < 0) {
@@ -466,7 +478,7 @@ function fresh(r: Run, done: Done): ServicesResult {
   st.ct.set(key, ent);
   st.stats.ctNew++;
   const to = forward(ent, t, hook);
-  return done(apply(r, to), 'new', { entry: ent, direction: 'original' });
+  return done(loop(r, ent, to), 'new', { entry: ent, direction: 'original' });
 }
 
 /** Backend selection (twin of tsbpf_lb_select). */

@@ -270,6 +270,18 @@ if (requireKernel('cni: NetworkPolicy in the BPF datapath')) {
       assert.is(await connectVip('alpha/client', 8), 8);
       got = delta(before, counts());
       assert.ok(got.web === 8 || got.db === 8, `ClientIP affinity keeps one backend: ${JSON.stringify(got)}`);
+      // Hairpin: a pod reaching itself through its own Service (looped back at its own interface).
+      source.set([...baseObjects(ips, ips6), ...svcObjects({ web: true, db: false }, false)]);
+      await agent.settled();
+      before = counts();
+      assert.is(await connectVip('alpha/web', 8), 8, 'alpha/web reaches the ClusterIP whose only ready backend is itself');
+      assert.equal(delta(before, counts()), { web: 8, db: 0 }, 'served by itself');
+      source.set([...baseObjects(ips, ips6), ...svcObjects({ web: true, db: true }, false)]);
+      await agent.settled();
+      before = counts();
+      assert.is(await connectVip('alpha/web', 16), 16, 'with two backends every connection is served, those landing on itself too');
+      got = delta(before, counts());
+      assert.ok(got.web > 0 && got.db > 0 && got.web + got.db === 16, `both backends, itself included: ${JSON.stringify(got)}`);
       // Policy applies to the backend behind the VIP: web admits only beta/web, and db is not ready.
       source.set([
         ...baseObjects(ips, ips6),
@@ -279,6 +291,7 @@ if (requireKernel('cni: NetworkPolicy in the BPF datapath')) {
       await agent.settled();
       assert.is(await connectVip('beta/client', 4), 0, 'beta/client is not admitted by the backend');
       assert.is(await connectVip('beta/web', 4), 4, 'beta/web is');
+      assert.is(await connectVip('alpha/web', 4), 4, 'and alpha/web reaches itself (a pod can always reach itself)');
 
       // status: both programs on every endpoint, the maps' fill levels.
       const st = datapath.status();

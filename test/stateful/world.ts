@@ -36,13 +36,14 @@ export function worldDefinition(): ServicesDefinition {
 export type Hook = 'tc-ingress' | 'tc-egress';
 
 /** One side of the comparison: runs a frame at a hook, returns the action and the frame out. */
-export type Runner = (hook: Hook, data: Buffer) => { action: 'accept' | 'drop'; data: Buffer; entry?: CtEntry | undefined; direction?: 'original' | 'reply' | undefined };
+export type Action = 'accept' | 'drop' | 'loop';
+export type Runner = (hook: Hook, data: Buffer) => { action: Action; data: Buffer; entry?: CtEntry | undefined; direction?: 'original' | 'reply' | undefined };
 
 export interface Step {
   hook: Hook;
   input: Buffer;
-  kernel: { action: 'accept' | 'drop'; data: Buffer };
-  reference: { action: 'accept' | 'drop'; data: Buffer };
+  kernel: { action: Action; data: Buffer };
+  reference: { action: Action; data: Buffer };
   what: string;
   /** A broken invariant of the reference (what left the last hook is not what conntrack says it should be). */
   invariant?: string;
@@ -67,6 +68,8 @@ interface Flow {
   dport: number;
   /** 'router': ingress then egress both ways; 'client': egress out, ingress back. */
   placement: 'router' | 'client';
+  /** A client that is its own backend: its packets leave by egress and are looped back into ingress. */
+  looped?: boolean;
   /** What the server last received (the fully translated forward packet), IP header on. */
   serverSaw?: Buffer;
   serverTuple?: Tuple;
@@ -133,9 +136,11 @@ export function* generateSteps(seed: number, count: number, kernel: Runner, refe
   const flows: Flow[] = [];
   let nextId = 0;
   let produced = 0;
+  let loops = 0;
 
-  const run = function* (hooks: Hook[], input: Buffer, what: string): Generator<Step, Buffer | undefined> {
+  const run = function* (hooksIn: Hook[], input: Buffer, what: string): Generator<Step, Buffer | undefined> {
     let data = input;
+    const hooks = [...hooksIn];
     for (const [i, hook] of hooks.entries()) {
       const k = kernel(hook, data);
       const r = reference(hook, data);
@@ -150,6 +155,11 @@ export function* generateSteps(seed: number, count: number, kernel: Runner, refe
       }
       yield step;
       if (r.action === 'drop') return undefined;
+      // Looped back at egress: the same interface's ingress sees it next.
+      if (r.action === 'loop' && hook === 'tc-egress') {
+        hooks.splice(i + 1, 0, 'tc-ingress');
+        loops++;
+      }
       data = r.data;
     }
     return data;
@@ -187,11 +197,13 @@ export function* generateSteps(seed: number, count: number, kernel: Runner, refe
       const f = newFlow();
       const fwdHooks: Hook[] = f.placement === 'router' ? ['tc-ingress', 'tc-egress'] : ['tc-egress'];
       const first = build(f, f.proto, { flags: 'S', seq: f.seq, payload: f.proto === 'tcp' ? 0 : 8, zeroUdp: rng.chance(0.3) });
+      const loopsBefore = loops;
       const out = yield* run(fwdHooks, first, `flow ${f.id} first ${f.proto} ${f.src}:${f.sport} -> ${f.dst}:${f.dport} (${f.placement})`);
       if (!out) {
         f.dead = true;
         continue;
       }
+      f.looped = loops > loopsBefore;
       f.serverSaw = l3(out);
       f.serverTuple = tupleOfView(parsePacket(out), f.proto === 'icmp' ? f.sport : undefined);
       f.seq++;
@@ -199,7 +211,8 @@ export function* generateSteps(seed: number, count: number, kernel: Runner, refe
     }
     const f = rng.pick(live);
     const fwdHooks: Hook[] = f.placement === 'router' ? ['tc-ingress', 'tc-egress'] : ['tc-egress'];
-    const backHooks: Hook[] = f.placement === 'router' ? ['tc-ingress', 'tc-egress'] : ['tc-ingress'];
+    // A looped flow's server is the client itself: its replies leave by egress too (and loop back in).
+    const backHooks: Hook[] = f.placement === 'router' ? ['tc-ingress', 'tc-egress'] : f.looped ? ['tc-egress'] : ['tc-ingress'];
     const st = f.serverTuple;
     if (!st) {
       f.dead = true;

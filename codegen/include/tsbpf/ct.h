@@ -54,6 +54,7 @@
 #define TSBPF_CTF_SNAT_DONE (1u << 5) /* egress SNAT rules were evaluated */
 #define TSBPF_CTF_HAIRPIN (1u << 6)
 #define TSBPF_CTF_AFFINITY (1u << 7)  /* backend came from session affinity */
+#define TSBPF_CTF_LOOP (1u << 8)      /* hairpin at the client's own egress: looped back into its ingress */
 
 /* What a packet is to conntrack (the `ct.state` a rule sees). */
 #define TSBPF_CTS_UNTRACKED 0

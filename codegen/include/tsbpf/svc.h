@@ -299,6 +299,29 @@ static __always_inline int tsbpf_svc_apply(struct __sk_buff *skb, struct tsbpf_s
 	return TC_ACT_OK;
 }
 
+/*
+ * A packet of a looped hairpin connection (TSBPF_CTF_LOOP) leaving by egress:
+ * translated, it is addressed to this host, so it goes back in at this
+ * interface's ingress (Ethernet addresses swapped, so it is for us there).
+ */
+static __always_inline int tsbpf_svc_loop(struct __sk_buff *skb, int verdict)
+{
+	__u8 mac[12], sw[12];
+
+	if (verdict != TC_ACT_OK)
+		return verdict;
+	if (bpf_skb_load_bytes(skb, 0, mac, 12))
+		goto fail;
+	__builtin_memcpy(sw, mac + 6, 6);
+	__builtin_memcpy(sw + 6, mac, 6);
+	if (bpf_skb_store_bytes(skb, 0, sw, 12, 0))
+		goto fail;
+	return bpf_redirect(skb->ifindex, BPF_F_INGRESS);
+fail:
+	tsbpf_svc_stat(TSBPF_SVC_DROP_ERROR);
+	return TC_ACT_SHOT;
+}
+
 /* A packet of a connection that exists. */
 static __always_inline int tsbpf_svc_existing(struct __sk_buff *skb, struct tsbpf_svc_scratch *s, const struct tsbpf_ct_config *cfg,
 					      struct tsbpf_ct_entry *e, int dir, int stage, __u8 hook, __u64 now)
@@ -350,6 +373,8 @@ static __always_inline int tsbpf_svc_existing(struct __sk_buff *skb, struct tsbp
 		tsbpf_tuple_reverse(&s->to, &e->o);
 		s->to.icmp = t->icmp;
 	}
+	if (hook == TSBPF_HOOK_EGRESS && (e->flags & TSBPF_CTF_LOOP))
+		return tsbpf_svc_loop(skb, tsbpf_svc_apply(skb, s));
 	return tsbpf_svc_apply(skb, s);
 }
 
@@ -393,8 +418,11 @@ static __always_inline int tsbpf_svc_new(struct __sk_buff *skb, struct tsbpf_svc
 		if (aff)
 			tsbpf_svc_stat(TSBPF_SVC_AFFINITY);
 		track = 1;
-		/* Hairpin: the client is the backend; it must see the reply come from the VIP, so SNAT it to the VIP. */
-		if (hook == TSBPF_HOOK_INGRESS && tsbpf_addr_eq(b->addr, t->src)) {
+		/*
+		 * Hairpin: the client is the backend; it must see the reply come from the VIP, so SNAT it to the VIP.
+		 * At egress (client-side placement) the connection is also looped back into this interface.
+		 */
+		if (tsbpf_addr_eq(b->addr, t->src)) {
 			__builtin_memcpy(&s->ito, &ent->x, sizeof(s->ito));
 			__builtin_memcpy(s->ito.src, t->dst, 16);
 			tsbpf_svc_alias_init(&s->alias, &s->key, t, now);
@@ -405,7 +433,7 @@ static __always_inline int tsbpf_svc_new(struct __sk_buff *skb, struct tsbpf_svc
 			}
 			__builtin_memcpy(ent->x.src, s->ito.src, 16);
 			ent->x.sport = s->ito.sport;
-			ent->flags |= TSBPF_CTF_SNAT | TSBPF_CTF_SNAT_DONE | TSBPF_CTF_HAIRPIN;
+			ent->flags |= TSBPF_CTF_SNAT | TSBPF_CTF_SNAT_DONE | TSBPF_CTF_HAIRPIN | (hook == TSBPF_HOOK_EGRESS ? TSBPF_CTF_LOOP : 0);
 			tsbpf_svc_stat(TSBPF_SVC_HAIRPIN);
 		}
 	} else if (hook == TSBPF_HOOK_INGRESS && tsbpf_svc_dnat(cfg, &ent->x, ifindex, hash, &rule)) {
@@ -415,7 +443,7 @@ static __always_inline int tsbpf_svc_new(struct __sk_buff *skb, struct tsbpf_svc
 		track = 1;
 	}
 
-	if (hook == TSBPF_HOOK_EGRESS) {
+	if (hook == TSBPF_HOOK_EGRESS && !(ent->flags & TSBPF_CTF_SNAT_DONE)) {
 		int r;
 		rule = 0;
 		__builtin_memcpy(&s->ito, &ent->x, sizeof(s->ito));
@@ -462,6 +490,8 @@ static __always_inline int tsbpf_svc_new(struct __sk_buff *skb, struct tsbpf_svc
 	}
 	tsbpf_svc_stat(TSBPF_SVC_CT_NEW);
 	tsbpf_svc_forward(&s->to, ent, t, hook);
+	if (ent->flags & TSBPF_CTF_LOOP)
+		return tsbpf_svc_loop(skb, tsbpf_svc_apply(skb, s));
 	return tsbpf_svc_apply(skb, s);
 }
 
