@@ -156,14 +156,18 @@ export class Agent {
     await this.#sync;
   }
 
-  /** Stop serving; kernel state (interfaces, routes, programs, pins) stays so pods keep working. */
+  /**
+   * Stop serving; kernel state (interfaces, routes, programs, pins) stays so pods keep working.
+   * `cleanupNode` uninstalls instead: the node set-up and the datapath (programs, pinned maps) go.
+   */
   async stop(options: { cleanupNode?: boolean } = {}): Promise<void> {
     this.#ready = false;
     this.#notReadyReason = 'stopping';
     await this.#source?.stop();
     await Promise.allSettled([...this.#locks.values()]);
     await this.#sync;
-    await this.datapath.stop();
+    if (options.cleanupNode && this.datapath.destroy) await this.datapath.destroy();
+    else await this.datapath.stop();
     if (options.cleanupNode) await teardownNode(this.#nodeOptions());
   }
 

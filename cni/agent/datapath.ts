@@ -96,6 +96,8 @@ export interface Datapath {
   status(): DatapathStatus;
   /** Agent shutdown: release handles, keep kernel state. */
   stop(): Promise<void>;
+  /** Uninstall (the agent's --cleanup): detach the programs and remove pinned maps; instead of stop(). */
+  destroy?(): Promise<void>;
 }
 
 /**

@@ -22,11 +22,12 @@ export const AGENT_USAGE = `usage: tsbpf-agent --pod-cidr CIDR [options]
   --netlink MODE        batch (one 'ip -batch' per namespace, default) or exec (one 'ip' per step)
   --masquerade MODE     iptables (default), datapath or off
   --objects FILE        Kubernetes objects (YAML) to read and watch
-  --datapath NAME       none (default), count (a counting program on every endpoint)
-                        or bpf (NetworkPolicy by identity and ClusterIP Services in BPF;
-                        maps pinned under <pin-dir>/cni/<node netns>)
+  --datapath NAME       bpf (default: NetworkPolicy by identity and ClusterIP Services in BPF;
+                        maps pinned under <pin-dir>/cni/<node netns>), none (plain routing)
+                        or count (a counting program on every endpoint)
   --pin-dir DIR         bpffs directory for the datapath's pins (default /sys/fs/bpf/tsbpf)
-  --cleanup             on exit, remove the node set-up (gateway device, masquerade rule)`;
+  --cleanup             on exit, remove the node set-up (gateway device, masquerade rule)
+                        and the datapath (programs detached, pinned maps removed)`;
 
 async function main(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -41,7 +42,7 @@ async function main(argv: string[]): Promise<number> {
       netlink: { type: 'string', default: 'batch' },
       masquerade: { type: 'string', default: 'iptables' },
       objects: { type: 'string' },
-      datapath: { type: 'string', default: 'none' },
+      datapath: { type: 'string', default: 'bpf' },
       'pin-dir': { type: 'string' },
       cleanup: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -66,7 +67,7 @@ async function main(argv: string[]): Promise<number> {
     const { CountingDatapath } = await import('./counting-datapath.js');
     datapath = new CountingDatapath();
   } else if (values.datapath === 'bpf') {
-    // NetworkPolicy by identity in BPF on every host veth (cni/datapath); brings in codegen and the runtime.
+    // The default: NetworkPolicy by identity in BPF on every host veth, Services on every pod interface (cni/datapath).
     const { BpfDatapath } = await import('../datapath/bpf-datapath.js');
     datapath = new BpfDatapath();
   } else if (values.datapath !== 'none') return bad(`--datapath must be none, count or bpf`);

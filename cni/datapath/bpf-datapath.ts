@@ -297,6 +297,12 @@ export class BpfDatapath extends NoopDatapath {
       rmSync(path.join(this.#pinDir, 'svc'), { recursive: true, force: true });
       for (const m of MAP_NAMES) rmSync(path.join(this.#pinDir, m), { force: true });
       if (readdirSync(this.#pinDir).length === 0) rmdirSync(this.#pinDir);
+      // The default layout <pin-dir>/cni/<netns>: the directories above go too once nothing else is in them.
+      if (!this.#options.pinDir && this.#node) {
+        for (const dir of [path.join(this.#node.pinDir, 'cni'), this.#node.pinDir]) {
+          if (existsSync(dir) && readdirSync(dir).length === 0) rmdirSync(dir);
+        }
+      }
     }
   }
 }

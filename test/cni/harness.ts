@@ -99,8 +99,15 @@ export interface AgentProcess {
   stderr(): string;
 }
 
-/** Start `tsbpf-agent` and wait for its 'ready' line. */
+/**
+ * Start `tsbpf-agent` and wait for its 'ready' line. The BPF datapath is the
+ * agent's default: a test gives it a --pin-dir of its own (TestNode.pinDir) or
+ * says --datapath none, so nothing is pinned under /sys/fs/bpf/tsbpf.
+ */
 export async function startAgent(dir: string, args: string[]): Promise<AgentProcess> {
+  if (!args.includes('--pin-dir') && !(args.includes('--datapath') && args[args.indexOf('--datapath') + 1] !== 'bpf')) {
+    throw new Error('startAgent: give the agent a --pin-dir of the test (or --datapath none|count)');
+  }
   const socket = join(dir, 'agent.sock');
   const stateDir = join(dir, 'state');
   const proc = spawn(process.execPath, [AGENT, '--socket', socket, '--state-dir', stateDir, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -148,6 +155,8 @@ export interface TestNode {
   podCidr6: string;
   /** A temporary directory (agent socket and state). */
   dir: string;
+  /** The agent's bpffs pin directory (--pin-dir), removed by destroy(). */
+  pinDir: string;
   pods: string[];
   /** Make a pod netns (lo up); returns its path. */
   pod(name: string): string;
@@ -173,6 +182,7 @@ export function createNode(): TestNode {
     podCidr4: `10.${x}.${y}.0/24`,
     podCidr6: `fd${x.toString(16).padStart(2, '0')}:${y.toString(16)}::/64`,
     dir,
+    pinDir: `/sys/fs/bpf/tsbpf-cni-test-${id}`,
     pods,
     pod(name: string) {
       const p = `tsP${name}-${id}`;
@@ -186,6 +196,7 @@ export function createNode(): TestNode {
       pods.length = 0;
       made.length = 0;
       rmSync(dir, { recursive: true, force: true });
+      rmSync(node.pinDir, { recursive: true, force: true });
     },
   };
   try {

@@ -332,10 +332,10 @@ if (requireKernel('cni: NetworkPolicy in the BPF datapath')) {
     }
   });
 
-  test('tsbpf-agent --datapath bpf: programs on the endpoint, maps pinned in --pin-dir, status shows fill levels', async () => {
+  test('tsbpf-agent (BPF datapath by default): programs on the endpoint, maps pinned in --pin-dir, status shows fill levels; --cleanup leaves nothing', async () => {
     const node = createNode();
-    const pinDir = `/sys/fs/bpf/tsbpf-cni-test-${node.id}`;
-    const agent = await startAgent(node.dir, ['--node-netns', node.ns, '--pod-cidr', node.podCidr4, '--datapath', 'bpf', '--pin-dir', pinDir, '--masquerade', 'off']);
+    const pinDir = node.pinDir;
+    const agent = await startAgent(node.dir, ['--node-netns', node.ns, '--pod-cidr', node.podCidr4, '--pin-dir', pinDir, '--masquerade', 'off', '--cleanup']);
     try {
       const conf = { cniVersion: '1.1.0', name: 'tsbpf', type: 'tsbpf-cni', socket: agent.socket };
       const pa = node.pod('x');
@@ -352,6 +352,18 @@ if (requireKernel('cni: NetworkPolicy in the BPF datapath')) {
       const after = JSON.parse(ctl(['status', '--socket', agent.socket, '--json']).stdout) as typeof st;
       assert.equal(after.datapath.programs, []);
       assert.is(after.datapath.maps.find((m) => m.name === 'cni_endpoints')!.entries, 0);
+      // A pod that stays while the agent uninstalls (--cleanup): its programs go, and every pin.
+      const py = node.pod('y');
+      const ry = cni({ command: 'ADD', containerId: 'y', netns: py, ifname: 'eth0', config: conf });
+      assert.is(ry.code, 0, ry.stdout);
+      const hostY = (ry.json!.interfaces as Array<{ name: string }>)[0]!.name;
+      assert.match(nsExec(node.ns, 'tc', ['filter', 'show', 'dev', hostY, 'ingress']), 'cni_from_pod');
+      assert.match(nsExec(py.split('/').pop()!, 'tc', ['filter', 'show', 'dev', 'eth0', 'egress']), 'tsbcni_eg');
+      await agent.stop();
+      assert.is(agent.proc.exitCode, 0, agent.stderr());
+      assert.not.ok(existsSync(pinDir), `nothing pinned under ${pinDir}`);
+      assert.is(nsExec(node.ns, 'tc', ['filter', 'show', 'dev', hostY, 'ingress']).trim(), '', 'the host veth has no program left');
+      assert.is(nsExec(py.split('/').pop()!, 'tc', ['filter', 'show', 'dev', 'eth0', 'egress']).trim(), '', 'the pod interface has no program left');
     } finally {
       await agent.stop();
       rmSync(pinDir, { recursive: true, force: true });
