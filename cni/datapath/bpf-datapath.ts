@@ -243,12 +243,12 @@ export class BpfDatapath extends NoopDatapath {
   override status(): DatapathStatus {
     const s = super.status();
     const svc = this.#svc?.status();
+    // Fill levels of the maps that fill up (cni_stats is a per-CPU array of counters: always full, not listed).
     const maps = this.#obj
-      ? MAP_NAMES.map((n) => {
+      ? MAP_NAMES.filter((n) => n !== 'cni_stats').map((n) => {
           const m = this.#map(n);
           let entries = 0;
-          if (n === 'cni_stats') entries = m.maxEntries;
-          else for (const _ of m.raw.keys()) entries++;
+          for (const _ of m.raw.keys()) entries++;
           return { name: n, entries, maxEntries: m.maxEntries };
         })
       : s.maps;

@@ -113,13 +113,14 @@ export class ClusterIpServices {
   status(): { maps: Array<{ name: string; entries: number; maxEntries: number }>; skipped: string[]; stats: Record<string, string> } {
     const lb = this.#lb;
     if (!lb) return { maps: [], skipped: [], stats: {} };
-    const maps = ['tsbpf_lb_services', 'tsbpf_lb_backends', 'tsbpf_ct'].flatMap((n) => {
-      const m = lb.object.maps[n];
-      if (!m) return [];
-      let entries = 0;
-      for (const _ of m.raw.keys()) entries++;
-      return [{ name: n, entries, maxEntries: m.maxEntries }];
-    });
+    // Every map that fills up (arrays are always full, the ring buffer is a queue).
+    const maps = Object.entries(lb.object.maps)
+      .filter(([name, m]) => !name.includes('.') && !/array|ringbuf/.test(m.type))
+      .map(([name, m]) => {
+        let entries = 0;
+        for (const _ of m.raw.keys()) entries++;
+        return { name, entries, maxEntries: m.maxEntries };
+      });
     return { maps, skipped: [...this.#skipped], stats: Object.fromEntries(Object.entries(lb.stats()).map(([k, v]) => [k, String(v)])) };
   }
 

@@ -43,6 +43,15 @@ function portText(r: PolicyRule): string {
 
 type Any = Record<string, unknown>;
 
+/** Used of max as a percentage; max may be text (an IPv6 pool's capacity exceeds a double's exact range). */
+export function fillText(used: number, max: number | string): string {
+  const cap = BigInt(max);
+  if (cap <= 0n) return '-';
+  const permille = (BigInt(used) * 1000n) / cap;
+  if (permille === 0n && used > 0) return '<0.1%';
+  return `${permille / 10n}.${permille % 10n}%`;
+}
+
 function render(cmd: string, data: unknown): string {
   switch (cmd) {
     case 'status': {
@@ -60,8 +69,15 @@ function render(cmd: string, data: unknown): string {
       const programs = dp.programs as Any[];
       if (programs.length > 0) lines.push('', formatTable(['program', 'hook', 'interface'], programs.map((p) => [String(p.name), String(p.hook), String(p.attachedTo)])));
       const maps = dp.maps as Any[];
-      if (maps.length > 0) lines.push('', formatTable(['map', 'entries', 'max'], maps.map((m) => [String(m.name), Number(m.entries), Number(m.maxEntries)])));
-      lines.push('', formatTable(['pool', 'gateway', 'used', 'capacity'], (s.ipam as Any[]).map((p) => [String(p.cidr), String(p.gateway), Number(p.used), String(p.capacity)])));
+      if (maps.length > 0) lines.push('', formatTable(['map', 'entries', 'max', 'fill'], maps.map((m) => [String(m.name), Number(m.entries), Number(m.maxEntries), fillText(Number(m.entries), Number(m.maxEntries))])));
+      // IPAM: addresses in use per pool.
+      lines.push(
+        '',
+        formatTable(
+          ['pool', 'gateway', 'used', 'capacity', 'fill'],
+          (s.ipam as Any[]).map((p) => [String(p.cidr), String(p.gateway), Number(p.used), String(p.capacity), fillText(Number(p.used), String(p.capacity))]),
+        ),
+      );
       for (const e of [...(objects.errors as string[]), ...(objects.policyProblems as string[])]) lines.push(`warning: ${e}`);
       return lines.join('\n');
     }

@@ -279,4 +279,14 @@ test('the CLI (tsbpf-cni without CNI_COMMAND): usage errors exit 2, an absent ag
   assert.match(lines.join('\n'), 'the tsbpf agent is not running');
 });
 
+test('status fill levels: percent of max with one decimal, below 0.1% said so, IPv6 pool capacities as text', async () => {
+  const { fillText } = await import('../../cni/plugin/ctl.js');
+  assert.is(fillText(0, 65536), '0.0%');
+  assert.is(fillText(2, 65536), '<0.1%');
+  assert.is(fillText(1, 253), '0.3%');
+  assert.is(fillText(4096, 4096), '100.0%');
+  assert.is(fillText(3, (2n ** 64n - 2n).toString()), '<0.1%');
+  assert.is(fillText(0, 0), '-');
+});
+
 test.run();

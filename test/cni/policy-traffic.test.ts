@@ -149,6 +149,9 @@ function cases(ips: Map<string, string>, ips6: Map<string, string>, node: TestNo
   ];
 }
 
+/** The datapath maps `tsbpf-cni status` reports fill levels for. */
+const ALL_MAPS = ['cni_ipcache', 'cni_endpoints', 'cni_policy', 'cni_policy_cidr', 'cni_ct', 'tsbpf_ct', 'tsbpf_nat_ifaddr', 'tsbpf_lb_services', 'tsbpf_lb_backends', 'tsbpf_lb_tables', 'tsbpf_lb_affinity'];
+
 if (requireKernel('cni: NetworkPolicy in the BPF datapath')) {
   test('a table of NetworkPolicies, probed with real TCP/UDP/ICMP, matches the evaluator', async () => {
     const started = performance.now();
@@ -346,6 +349,17 @@ if (requireKernel('cni: NetworkPolicy in the BPF datapath')) {
       assert.ok(st.datapath.ready);
       assert.equal(st.datapath.programs.map((p) => `${p.name}@${p.hook}`).sort(), ['cni_from_pod@tc-ingress', 'cni_to_pod@tc-egress', 'tsbcni_eg@tc-egress', 'tsbcni_in@tc-ingress']);
       assert.is(st.datapath.maps.find((m) => m.name === 'cni_endpoints')!.entries, 1);
+      // Fill levels of every datapath map that fills up: policy (cni_*) and services (tsbpf_*).
+      const maps = st.datapath.maps as Array<{ name: string; entries: number; maxEntries: number }>;
+      assert.equal(maps.map((m) => m.name).sort(), [...ALL_MAPS].sort());
+      for (const m of maps) assert.ok(m.maxEntries > 0 && m.entries >= 0 && m.entries <= m.maxEntries, JSON.stringify(m));
+      assert.is(maps.find((m) => m.name === 'cni_ipcache')!.entries, 2, 'the pod and the gateway');
+      const text = ctl(['status', '--socket', agent.socket]).stdout;
+      assert.match(text, /map\s+entries\s+max\s+fill/);
+      assert.match(text, /cni_ipcache\s+2\s+65536\s+<0\.1%/);
+      assert.match(text, /tsbpf_lb_affinity\s+0\s+65536\s+0\.0%/);
+      // IPAM usage: one address of the /24's 253 (network, gateway and broadcast are never handed out).
+      assert.match(text, new RegExp(`${node.podCidr4.replace(/\./g, '\\.')}\\s+\\S+\\s+1\\s+253\\s+0\\.3%`));
       const pinDirOf = join(pinDir, 'cni', node.ns);
       assert.ok(existsSync(join(pinDirOf, 'cni_ipcache')), 'maps pinned under <pin-dir>/cni/<node netns>');
       assert.is(cni({ command: 'DEL', containerId: 'x', netns: pa, ifname: 'eth0', config: conf }).code, 0);
