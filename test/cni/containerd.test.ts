@@ -139,7 +139,7 @@ ln -s "$PLUGIN" /opt/cni/bin/tsbpf-cni
 mount -t overlay overlay -o "lowerdir=/etc,upperdir=$PRIV/etc-upper,workdir=$PRIV/etc-work" /etc
 mkdir -p /etc/cni/net.d
 cp "$PRIV/net.conflist" /etc/cni/net.d/10-tsbpf.conflist
-exec ctr -a "$SOCK" -n "$NS" run --rm --cni "$@"`;
+exec ctr -a "$SOCK" -n "$NS" run --rm --cni --fifo-dir "$PRIV/fifo" --runc-root "$PRIV/runc" "$@"`;
   const started = performance.now();
   const r = spawnSync('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script, 'ctr-run', image, id, ...cmd], {
     encoding: 'utf8',
@@ -162,6 +162,22 @@ function removeCgroups(namespace: string): void {
   }
 }
 
+/**
+ * containerd 1.6 puts shim sockets in /run/containerd/s whatever its config
+ * says: when the test made /run/containerd, it removes what is left there
+ * (empty directories only).
+ */
+function removeRunDir(hadIt: boolean): void {
+  if (hadIt) return;
+  for (const d of ['/run/containerd/s', '/run/containerd/fifo', '/run/containerd/runc', '/run/containerd']) {
+    try {
+      rmdirSync(d);
+    } catch {
+      /* absent, or not empty: not ours alone */
+    }
+  }
+}
+
 /** Unmount whatever is still mounted under `dir` (snapshots of a container that did not exit). */
 function unmountUnder(dir: string): void {
   const mounts = readFileSync('/proc/self/mounts', 'utf8')
@@ -179,7 +195,7 @@ if (requireKernel('cni: a real container runtime (containerd + runc)')) {
     test.skip('ctr run --cni: a container gets its address from tsbpf-cni and reaches a pod, a ClusterIP and the outside', () => {});
   } else {
     test('ctr run --cni: a container gets its address from tsbpf-cni and reaches a pod, a ClusterIP and the outside', async () => {
-      const hostHad = { etc: existsSync('/etc/cni'), opt: existsSync('/opt/cni') };
+      const hostHad = { etc: existsSync('/etc/cni'), opt: existsSync('/opt/cni'), run: existsSync('/run/containerd') };
       let node: TestNode | undefined;
       let agent: AgentProcess | undefined;
       let ctrd: Containerd | undefined;
@@ -265,6 +281,7 @@ endpoints: [{ addresses: [${b}] }]
           rmSync(ctrd.dir, { recursive: true, force: true });
         }
         removeCgroups(namespace);
+        removeRunDir(hostHad.run);
         await agent?.stop();
         node?.destroy();
       }
