@@ -159,8 +159,8 @@ async function main(): Promise<void> {
         const got = await probeAll(podNs[keys.indexOf(src)]!, targets);
         const want = (d: string, p: Omit<ProbeTarget, 'host'>) => isAllowed(ctx, { src: { pod: info(src), ip: ips.get(src)! }, dst: { pod: info(d), ip: ips.get(d)! }, protocol: p.protocol, port: p.port });
         const cells = dsts.map((d, j) => ({ dst: d, got: got.slice(j * PROBES.length, (j + 1) * PROBES.length), want: PROBES.map((p) => want(d, p)) }));
-        // The Service's only backend is shop/db: through the ClusterIP, the db's policy decides.
-        if (src !== 'shop/db') cells.push({ dst: 'svc shop/db', got: [got[got.length - 1]!], want: [want('shop/db', { protocol: 'TCP', port: 5432 })] });
+        // The Service's only backend is shop/db: through the ClusterIP, the db's policy decides (and shop/db reaches itself: hairpin).
+        cells.push({ dst: 'svc shop/db', got: [got[got.length - 1]!], want: [want('shop/db', { protocol: 'TCP', port: 5432 })] });
         return { src, cells };
       }),
     );

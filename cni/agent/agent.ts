@@ -35,7 +35,10 @@ export interface AgentOptions {
   /** Default pod MTU (a network config's `mtu` overrides it). Default 1500. */
   mtu?: number;
   netlink?: NetlinkMode;
+  /** Default: 'datapath' when the datapath masquerades (the BPF one), else 'iptables'. */
   masquerade?: NodeOptions['masquerade'];
+  /** The node's uplink for the datapath's masquerade (default: the default route's device). */
+  uplink?: string;
   datapath?: Datapath;
   /** Kubernetes objects; a path is read as a watched YAML file. */
   objects?: ObjectSource | string;
@@ -109,6 +112,9 @@ export class Agent {
     if (!options.podCidr4 && !options.podCidr6) throw new CniError(CNI_ERR.INVALID_CONFIG, 'the agent needs a pod CIDR (--pod-cidr and/or --pod-cidr6)');
     this.options = options;
     this.datapath = options.datapath ?? new NoopDatapath();
+    if (options.masquerade === 'datapath' && !this.datapath.masquerades) {
+      throw new CniError(CNI_ERR.INVALID_CONFIG, `the ${this.datapath.name} datapath does not masquerade: use --masquerade iptables (or off)`);
+    }
     this.ipam = new Ipam({ v4: options.podCidr4, v6: options.podCidr6, stateDir: options.stateDir, store: options.store });
     this.identities = new IdentityAllocator({ stateDir: options.stateDir, store: options.store });
     this.#endpointStore = new JsonStore<EndpointsState>(join(options.stateDir, 'endpoints.json'), options.store);
@@ -121,8 +127,13 @@ export class Agent {
     return this.options.nodeNetns;
   }
 
+  /** Where masquerade happens: as configured, else in the datapath when it can. */
+  get masquerade(): NonNullable<NodeOptions['masquerade']> {
+    return this.options.masquerade ?? (this.datapath.masquerades ? 'datapath' : 'iptables');
+  }
+
   #nodeOptions(): NodeOptions {
-    return { netns: this.options.nodeNetns, podCidr4: this.options.podCidr4, podCidr6: this.options.podCidr6, masquerade: this.options.masquerade };
+    return { netns: this.options.nodeNetns, podCidr4: this.options.podCidr4, podCidr6: this.options.podCidr6, masquerade: this.masquerade };
   }
 
   /** Set up the node, re-attach surviving endpoints, start the object source. */
@@ -136,6 +147,8 @@ export class Agent {
       gateways,
       stateDir: this.options.stateDir,
       pinDir: this.options.pinDir ?? '/sys/fs/bpf/tsbpf',
+      masquerade: this.masquerade === 'datapath',
+      ...(this.options.uplink ? { uplink: this.options.uplink } : {}),
     });
     // Endpoints made before a restart: still there (the kernel kept them), attach the datapath again.
     const links = new Set((await listLinks(this.options.nodeNetns)).map((l) => l.ifname));
@@ -329,7 +342,7 @@ export class Agent {
     const s: StatusResult = {
       ready,
       uptimeS: this.#started ? Math.round((Date.now() - this.#started) / 1000) : 0,
-      node: { netns: this.nodeNetns ?? '(agent netns)', podCidrs: [this.options.podCidr4, this.options.podCidr6].filter(Boolean), gateways: this.#gateways, masquerade: this.options.masquerade ?? 'iptables' },
+      node: { netns: this.nodeNetns ?? '(agent netns)', podCidrs: [this.options.podCidr4, this.options.podCidr6].filter(Boolean), gateways: this.#gateways, masquerade: this.masquerade },
       endpoints: this.#endpoints.size,
       ipam: this.ipamView().pools,
       datapath: ds,

@@ -48,6 +48,10 @@ export interface NodeContext {
   stateDir: string;
   /** bpffs directory for pins (e.g. /sys/fs/bpf/tsbpf/<node>). */
   pinDir: string;
+  /** The datapath masquerades pod traffic leaving the node (the agent's --masquerade datapath). */
+  masquerade?: boolean;
+  /** The interface traffic leaves the node by (default: the default route's device). */
+  uplink?: string;
 }
 
 /** An IP (or CIDR) and the identity traffic from/to it carries. */
@@ -81,6 +85,8 @@ export interface DatapathStatus {
 
 export interface Datapath {
   readonly name: string;
+  /** Can masquerade pod traffic leaving the node (NodeContext.masquerade). */
+  readonly masquerades?: boolean;
   /** Once, before anything else (and again after an agent restart). */
   start(node: NodeContext): Promise<void>;
   /** After the endpoint's interfaces exist and are up; before ADD returns. */

@@ -20,7 +20,9 @@ export const AGENT_USAGE = `usage: tsbpf-agent --pod-cidr CIDR [options]
   --node-netns NS       the node's network namespace (name or path; default: the agent's own)
   --mtu N               pod interface MTU (default 1500; a network config's "mtu" wins)
   --netlink MODE        batch (one 'ip -batch' per namespace, default) or exec (one 'ip' per step)
-  --masquerade MODE     iptables (default), datapath or off
+  --masquerade MODE     datapath (default with the bpf datapath: SNAT to the uplink's address
+                        in BPF at the uplink), iptables (default otherwise: a MASQUERADE rule) or off
+  --uplink IFNAME       the interface traffic leaves the node by (default: the default route's)
   --objects FILE        Kubernetes objects (YAML) to read and watch
   --datapath NAME       bpf (default: NetworkPolicy by identity and ClusterIP Services in BPF;
                         maps pinned under <pin-dir>/cni/<node netns>), none (plain routing)
@@ -40,7 +42,8 @@ async function main(argv: string[]): Promise<number> {
       'node-netns': { type: 'string' },
       mtu: { type: 'string' },
       netlink: { type: 'string', default: 'batch' },
-      masquerade: { type: 'string', default: 'iptables' },
+      masquerade: { type: 'string' },
+      uplink: { type: 'string' },
       objects: { type: 'string' },
       datapath: { type: 'string', default: 'bpf' },
       'pin-dir': { type: 'string' },
@@ -58,7 +61,7 @@ async function main(argv: string[]): Promise<number> {
   };
   if (!values['pod-cidr'] && !values['pod-cidr6']) return bad('--pod-cidr (or --pod-cidr6) is required');
   if (values.netlink !== 'batch' && values.netlink !== 'exec') return bad(`--netlink must be batch or exec, not '${values.netlink}'`);
-  if (!['iptables', 'datapath', 'off'].includes(values.masquerade!)) return bad(`--masquerade must be iptables, datapath or off`);
+  if (values.masquerade !== undefined && !['iptables', 'datapath', 'off'].includes(values.masquerade)) return bad(`--masquerade must be iptables, datapath or off`);
   const mtu = values.mtu === undefined ? undefined : Number(values.mtu);
   if (mtu !== undefined && (!Number.isInteger(mtu) || mtu < 576 || mtu > 65535)) return bad(`--mtu must be an integer in 576..65535`);
   let datapath: Datapath | undefined;
@@ -79,7 +82,8 @@ async function main(argv: string[]): Promise<number> {
     podCidr6: values['pod-cidr6'],
     mtu,
     netlink: values.netlink,
-    masquerade: values.masquerade as 'iptables' | 'datapath' | 'off',
+    masquerade: values.masquerade as 'iptables' | 'datapath' | 'off' | undefined,
+    uplink: values.uplink,
     objects: values.objects,
     pinDir: values['pin-dir'],
     datapath,

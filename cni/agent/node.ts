@@ -6,9 +6,10 @@
  * every kernel has; the datapath may use the pair as its way into the host
  * stack.
  *
- * Masquerade is an iptables MASQUERADE rule for now, tagged with a comment so
- * it can be found and removed: it is to be replaced by the BPF masquerade of
- * the datapath (NodeOptions.masquerade = 'datapath').
+ * Masquerade: with the BPF datapath (NodeOptions.masquerade = 'datapath') it
+ * is the datapath's (cni/datapath/masquerade.ts) and nothing is set up here;
+ * with 'iptables' it is a MASQUERADE rule, tagged with a comment so it can be
+ * found and removed.
  */
 import { formatIp, parsePrefix } from '../addr.js';
 import { CNI_ERR, CniError } from '../errors.js';
@@ -16,13 +17,13 @@ import { listLinks, run, runOk, sysctl, type NetnsRef } from './netlink.js';
 
 export const GATEWAY_DEVICE = 'tsbpf0';
 export const GATEWAY_PEER = 'tsbpf0n';
-export const MASQ_COMMENT = 'tsbpf: pod masquerade (to be replaced by the BPF masquerade)';
+export const MASQ_COMMENT = 'tsbpf: pod masquerade';
 
 export interface NodeOptions {
   netns: NetnsRef;
   podCidr4?: string;
   podCidr6?: string;
-  /** 'iptables' (default): a MASQUERADE rule; 'datapath': the datapath does it; 'off'. */
+  /** 'iptables' (default here): a MASQUERADE rule; 'datapath': the datapath does it; 'off'. */
   masquerade?: 'iptables' | 'datapath' | 'off';
 }
 

@@ -34,6 +34,7 @@ import { listLinks } from '../agent/netlink.js';
 import { NoopDatapath, type DatapathStatus, type Endpoint, type IpIdentity, type NodeContext, type ServiceEntry } from '../agent/datapath.js';
 import type { EndpointPolicy } from '../policy/types.js';
 import { endpointEntries, ipKey, keyOwner, u32 } from './encode.js';
+import { BpfMasquerade } from './masquerade.js';
 import { ClusterIpServices } from './services.js';
 
 export const MAP_NAMES = ['cni_ipcache', 'cni_endpoints', 'cni_policy', 'cni_policy_cidr', 'cni_ct', 'cni_stats'] as const;
@@ -58,6 +59,7 @@ export interface BpfDatapathOptions {
 
 export class BpfDatapath extends NoopDatapath {
   override readonly name = 'bpf';
+  readonly masquerades = true;
   readonly #options: BpfDatapathOptions;
   #node: NodeContext | undefined;
   #obj: BpfObject | undefined;
@@ -67,6 +69,8 @@ export class BpfDatapath extends NoopDatapath {
   #overflow = new Map<string, string[]>();
   #svc: ClusterIpServices | undefined;
   #svcError: string | undefined;
+  #masq: BpfMasquerade | undefined;
+  #masqError: string | undefined;
 
   constructor(options: BpfDatapathOptions = {}) {
     super();
@@ -109,6 +113,18 @@ export class BpfDatapath extends NoopDatapath {
       } catch (e) {
         // Policy works without it; status says why services are not programmed.
         this.#svcError = (e as Error).message;
+      }
+    }
+    if (node.masquerade && !this.#masq) {
+      const masq = new BpfMasquerade();
+      try {
+        await masq.start({ dir: path.join(this.#pinDir, 'masq'), netns: node.netns, uplink: node.uplink, podCidrs: node.podCidrs, priority: this.#options.priority ?? 1 });
+        this.#masq = masq;
+        this.#masqError = undefined;
+      } catch (e) {
+        // A named uplink that cannot be used is a configuration error; a node without a default route just has no way out.
+        if (node.uplink) throw e;
+        this.#masqError = (e as Error).message;
       }
     }
     // Entries of interfaces that no longer exist (endpoints removed while the agent was down).
@@ -260,8 +276,12 @@ export class BpfDatapath extends NoopDatapath {
       programs: [
         ...[...this.#attached.values()].flatMap((as) => as.map((a) => ({ name: a.hook === 'tc-ingress' ? 'cni_from_pod' : 'cni_to_pod', attachedTo: a.ifname, hook: a.hook }))),
         ...(this.#svc?.attachments() ?? []).map((a) => ({ name: a.program.name, attachedTo: `${a.ifname} in ${a.netns ?? ''}`, hook: a.hook })),
+        ...(this.#masq?.attachments() ?? []).map((a) => ({ name: a.program.name, attachedTo: a.ifname, hook: a.hook })),
       ],
-      maps: [...maps, ...(svc ? svc.maps : [{ name: 'services (not programmed)', entries: this.services.size, maxEntries: 0 }])],
+      maps: [...maps, ...(svc ? svc.maps : [{ name: 'services (not programmed)', entries: this.services.size, maxEntries: 0 }]), ...(this.#masq?.status().maps ?? [])],
+      ...(this.#masq || this.#masqError
+        ? { masquerade: this.#masq ? { uplink: this.#masq.uplink, address: this.#masq.address, packets: this.#masq.status().stats } : { error: this.#masqError } }
+        : {}),
       services: svc ? { programmed: this.services.size - svc.skipped.length, skipped: svc.skipped, packets: svc.stats } : { error: this.#svcError ?? 'disabled' },
       packets: Object.fromEntries(Object.entries(this.stats()).map(([k, v]) => [k, String(v)])),
       overflow: Object.fromEntries(this.#overflow),
@@ -273,6 +293,8 @@ export class BpfDatapath extends NoopDatapath {
     this.#attached.clear();
     this.#svc?.stop();
     this.#svc = undefined;
+    this.#masq?.stop();
+    this.#masq = undefined;
     this.#obj?.close();
     this.#obj = undefined;
   }
@@ -291,10 +313,13 @@ export class BpfDatapath extends NoopDatapath {
     this.#attached.clear();
     this.#svc?.destroy();
     this.#svc = undefined;
+    this.#masq?.destroy();
+    this.#masq = undefined;
     this.#obj?.close();
     this.#obj = undefined;
     if (this.#pinDir && existsSync(this.#pinDir)) {
       rmSync(path.join(this.#pinDir, 'svc'), { recursive: true, force: true });
+      rmSync(path.join(this.#pinDir, 'masq'), { recursive: true, force: true });
       for (const m of MAP_NAMES) rmSync(path.join(this.#pinDir, m), { force: true });
       if (readdirSync(this.#pinDir).length === 0) rmdirSync(this.#pinDir);
       // The default layout <pin-dir>/cni/<netns>: the directories above go too once nothing else is in them.

@@ -94,7 +94,9 @@ if (requireKernel('cni: plugin and agent')) {
     } finally {
       out.stop();
     }
-    assert.match(nsExec(node.ns, 'iptables', ['-t', 'nat', '-S', 'POSTROUTING']), 'MASQUERADE');
+    // Masquerade is the BPF datapath's (the default), at the uplink; no iptables rule.
+    assert.not.match(nsExec(node.ns, 'iptables', ['-t', 'nat', '-S', 'POSTROUTING']), 'MASQUERADE');
+    assert.match(nsExec(node.ns, 'tc', ['filter', 'show', 'dev', 'uplink', 'egress']), 'tsbmasq_eg');
 
     // The CLI sees them.
     const st = ctl(['status', '--socket', agent.socket]);

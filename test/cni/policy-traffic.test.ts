@@ -318,7 +318,7 @@ if (requireKernel('cni: NetworkPolicy in the BPF datapath')) {
       agent = new Agent({ stateDir, nodeNetns: node.ns, podCidr4: node.podCidr4, podCidr6: node.podCidr6, datapath: datapath2, objects: new StaticObjectSource([...baseObjects(ips, ips6), ...last.policies]) });
       await agent.start();
       await agent.settled();
-      assert.is(datapath2.status().programs.length, PODS.length * 4);
+      assert.is(datapath2.status().programs.length, PODS.length * 4 + 2, 'policy and services on every endpoint, masquerade on the uplink');
       const after = await measureAndExpect();
       assert.equal(after.filter((x) => x.measured !== x.expected).map((x) => x.line), [], 'after the restart');
       const hv = nsExec(node.ns, 'tc', ['filter', 'show', 'dev', datapath2.status().programs[0]!.attachedTo, 'egress']);
