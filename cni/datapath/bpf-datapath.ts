@@ -27,6 +27,7 @@ import { compileC } from '../../codegen/clang.js';
 import { TsbpfError } from '../../sdk/errors.js';
 import type { Attachment } from '../../runtime/attach.js';
 import { load } from '../../runtime/entry.js';
+import { native } from '../../runtime/native.js';
 import type { BpfObject } from '../../runtime/object.js';
 import { pinAll } from '../../runtime/pin.js';
 import type { BpfMap } from '../../runtime/map.js';
@@ -144,9 +145,15 @@ export class BpfDatapath extends NoopDatapath {
     const known = this.#ifindex.get(ep.id);
     if (known !== undefined) return known;
     const name = ep.hostIfname ?? ep.id;
-    const link = (await listLinks(this.#node?.netns)).find((l) => l.ifname === name);
-    if (link) this.#ifindex.set(ep.id, link.ifindex);
-    return link?.ifindex;
+    let ifindex: number | undefined;
+    try {
+      // In-process (if_nametoindex in the node's netns): no `ip` process on the ADD path.
+      ifindex = native().ifIndex(name, this.#node?.netns);
+    } catch {
+      ifindex = undefined;
+    }
+    if (ifindex !== undefined) this.#ifindex.set(ep.id, ifindex);
+    return ifindex;
   }
 
   override async attachEndpoint(ep: Endpoint): Promise<void> {

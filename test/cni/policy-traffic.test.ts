@@ -256,34 +256,43 @@ if (requireKernel('cni: NetworkPolicy in the BPF datapath')) {
       const connectVip = async (from: string, n: number) => (await probeAll(netnsOf.get(from)!, Array.from({ length: n }, () => ({ protocol: 'TCP' as const, host: vip, port: 80 })))).filter(Boolean).length;
       const counts = () => ({ web: backends.web.received(), db: backends.db.received() });
       const delta = (a: { web: number; db: number }, b: { web: number; db: number }) => ({ web: b.web - a.web, db: b.db - a.db });
+      // The servers report connections over a pipe: wait until `n` have been reported since `from`.
+      const served = async (from: { web: number; db: number }, n: number) => {
+        for (let i = 0; i < 300; i++) {
+          const d = delta(from, counts());
+          if (d.web + d.db >= n) break;
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        return delta(from, counts());
+      };
       source.set([...baseObjects(ips, ips6), ...svcObjects({ web: true, db: true }, false)]);
       await agent.settled();
       let before = counts();
       assert.is(await connectVip('beta/client', 16), 16, 'every connection to the ClusterIP is served');
-      let got = delta(before, counts());
+      let got = await served(before, 16);
       assert.ok(got.web > 0 && got.db > 0 && got.web + got.db === 16, `both ready backends serve: ${JSON.stringify(got)}`);
       source.set([...baseObjects(ips, ips6), ...svcObjects({ web: true, db: false }, false)]);
       await agent.settled();
       before = counts();
       assert.is(await connectVip('beta/client', 8), 8);
-      assert.equal(delta(before, counts()), { web: 8, db: 0 }, 'a backend made not ready gets no new connections');
+      assert.equal(await served(before, 8), { web: 8, db: 0 }, 'a backend made not ready gets no new connections');
       source.set([...baseObjects(ips, ips6), ...svcObjects({ web: true, db: true }, true)]);
       await agent.settled();
       before = counts();
       assert.is(await connectVip('alpha/client', 8), 8);
-      got = delta(before, counts());
+      got = await served(before, 8);
       assert.ok(got.web === 8 || got.db === 8, `ClientIP affinity keeps one backend: ${JSON.stringify(got)}`);
       // Hairpin: a pod reaching itself through its own Service (looped back at its own interface).
       source.set([...baseObjects(ips, ips6), ...svcObjects({ web: true, db: false }, false)]);
       await agent.settled();
       before = counts();
       assert.is(await connectVip('alpha/web', 8), 8, 'alpha/web reaches the ClusterIP whose only ready backend is itself');
-      assert.equal(delta(before, counts()), { web: 8, db: 0 }, 'served by itself');
+      assert.equal(await served(before, 8), { web: 8, db: 0 }, 'served by itself');
       source.set([...baseObjects(ips, ips6), ...svcObjects({ web: true, db: true }, false)]);
       await agent.settled();
       before = counts();
       assert.is(await connectVip('alpha/web', 16), 16, 'with two backends every connection is served, those landing on itself too');
-      got = delta(before, counts());
+      got = await served(before, 16);
       assert.ok(got.web > 0 && got.db > 0 && got.web + got.db === 16, `both backends, itself included: ${JSON.stringify(got)}`);
       // Policy applies to the backend behind the VIP: web admits only beta/web, and db is not ready.
       source.set([
