@@ -56,7 +56,15 @@ export interface BpfDatapathOptions {
   priority?: number;
   /** ClusterIP services through the services program (default true). */
   services?: boolean;
+  /**
+   * TC filter priority/handle of the masquerade on the uplink. The uplink is the node's, shared with
+   * other software: not 1/1, which a replace would take from whoever holds it. Default UPLINK_PRIORITY.
+   */
+  uplinkPriority?: number;
 }
+
+/** 0x7473, "ts": the masquerade's fixed priority and handle on the uplink. */
+export const UPLINK_PRIORITY = 0x7473;
 
 export class BpfDatapath extends NoopDatapath {
   override readonly name = 'bpf';
@@ -119,7 +127,7 @@ export class BpfDatapath extends NoopDatapath {
     if (node.masquerade && !this.#masq) {
       const masq = new BpfMasquerade();
       try {
-        await masq.start({ dir: path.join(this.#pinDir, 'masq'), netns: node.netns, uplink: node.uplink, podCidrs: node.podCidrs, priority: this.#options.priority ?? 1 });
+        await masq.start({ dir: path.join(this.#pinDir, 'masq'), netns: node.netns, uplink: node.uplink, podCidrs: node.podCidrs, priority: this.#options.uplinkPriority ?? UPLINK_PRIORITY });
         this.#masq = masq;
         this.#masqError = undefined;
       } catch (e) {

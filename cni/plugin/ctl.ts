@@ -66,6 +66,8 @@ function render(cmd: string, data: unknown): string {
         `objects:    ${String(objects.source)} ${Object.entries(objects.counts as Any).map(([k, v]) => `${k}=${String(v)}`).join(' ')}`,
         `datapath:   ${String(dp.name)} (${dp.ready ? 'ready' : 'not ready'})`,
       ];
+      const masq = dp.masquerade as { uplink?: string; address?: { v4?: string; v6?: string }; error?: string } | undefined;
+      if (masq) lines.push(`masquerade: ${masq.error ? `NOT ACTIVE (${masq.error})` : `in BPF at ${String(masq.uplink)}, as ${[masq.address?.v4, masq.address?.v6].filter(Boolean).join(' ') || '(no address)'}`}`);
       const programs = dp.programs as Any[];
       if (programs.length > 0) lines.push('', formatTable(['program', 'hook', 'interface'], programs.map((p) => [String(p.name), String(p.hook), String(p.attachedTo)])));
       const maps = dp.maps as Any[];

@@ -75,6 +75,9 @@ if (requireKernel('cni: masquerade in BPF')) {
     );
     assert.equal([st.datapath.masquerade.uplink, st.datapath.masquerade.address.v4], ['uplink', node.uplinkIp]);
     assert.not.match(nsExec(node.ns, 'iptables', ['-t', 'nat', '-S', 'POSTROUTING']), 'MASQUERADE');
+    assert.match(ctl(['status', '--socket', agent.socket]).stdout, `masquerade: in BPF at uplink, as ${node.uplinkIp}`);
+    // Not at 1/1 on the node's shared uplink: a fixed priority of its own.
+    assert.match(nsExec(node.ns, 'tc', ['filter', 'show', 'dev', 'uplink', 'egress']), /pref 29811 bpf .*handle 0x7473 tsbmasq_eg/);
 
     const pa = node.pod('a');
     const ra = cni({ command: 'ADD', containerId: 'a', netns: pa, ifname: 'eth0', config: conf() });
