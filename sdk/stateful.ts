@@ -267,7 +267,7 @@ function apply(r: Run, to: Tuple): 'accept' | 'drop' {
 /** A looped hairpin connection's packet at egress goes back in at ingress (twin of tsbpf_svc_loop). */
 function loop(r: Run, e: CtEntry, to: Tuple): ServicesResult['verdict'] {
   const v = apply(r, to);
-  if (v !== 'accept' || r.hook !== HOOK_EGRESS || !(e.flags & CTF.LOOP)) return v;
+  if (v === 'drop' || r.hook !== HOOK_EGRESS || !(e.flags & CTF.LOOP)) return v;
   const mac = Buffer.from(r.pkt.subarray(0, 12));
   mac.copy(r.pkt, 0, 6, 12);
   mac.copy(r.pkt, 6, 0, 6);

@@ -308,8 +308,8 @@ static __always_inline int tsbpf_svc_loop(struct __sk_buff *skb, int verdict)
 {
 	__u8 mac[12], sw[12];
 
-	if (verdict != TC_ACT_OK)
-		return verdict;
+	if (verdict == TC_ACT_SHOT)
+		return verdict; /* any passing verdict loops */
 	if (bpf_skb_load_bytes(skb, 0, mac, 12))
 		goto fail;
 	__builtin_memcpy(sw, mac + 6, 6);
