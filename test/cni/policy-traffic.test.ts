@@ -294,6 +294,24 @@ if (requireKernel('cni: NetworkPolicy in the BPF datapath')) {
       assert.is(await connectVip('alpha/web', 16), 16, 'with two backends every connection is served, those landing on itself too');
       got = await served(before, 16);
       assert.ok(got.web > 0 && got.db > 0 && got.web + got.db === 16, `both backends, itself included: ${JSON.stringify(got)}`);
+      // ... over UDP too: a DNS-like Service whose only backend is alpha/db (its UDP echo on 5353).
+      const vip2 = vip.replace(/\.10$/, '.11');
+      const dns: KubeObject[] = [
+        { apiVersion: 'v1', kind: 'Service', metadata: { namespace: 'alpha', name: 'dns' }, spec: { clusterIP: vip2, ports: [{ name: 'dns', port: 53, protocol: 'UDP', targetPort: 5353 }] } },
+        {
+          apiVersion: 'discovery.k8s.io/v1',
+          kind: 'EndpointSlice',
+          metadata: { namespace: 'alpha', name: 'dns-1', labels: { 'kubernetes.io/service-name': 'dns' } },
+          addressType: 'IPv4',
+          ports: [{ name: 'dns', port: 5353, protocol: 'UDP' }],
+          endpoints: [{ addresses: [ips.get('alpha/db')!] }],
+        },
+      ] as KubeObject[];
+      source.set([...baseObjects(ips, ips6), ...svcObjects({ web: true, db: true }, false), ...dns]);
+      await agent.settled();
+      const udpVip = (from: string) => probeAll(netnsOf.get(from)!, [1, 2, 3].map(() => ({ protocol: 'UDP' as const, host: vip2, port: 53 })));
+      assert.equal(await udpVip('alpha/db'), [true, true, true], 'alpha/db reaches itself through a UDP ClusterIP');
+      assert.equal(await udpVip('beta/client'), [true, true, true], 'and so does another pod');
       // Policy applies to the backend behind the VIP: web admits only beta/web, and db is not ready.
       source.set([
         ...baseObjects(ips, ips6),
