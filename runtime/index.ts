@@ -25,4 +25,5 @@ export {
 export { RingBuffer, ringBuffer, type RingBufferCallback, type RingBufferOptions } from './ringbuf.js';
 export { checkBpffs, openPinnedMap, type PinSet } from './pin.js';
 export { wrapNative } from './errors.js';
+export { ConntrackMap, fctStats } from './conntrack.js';
 export { loadServices, LoadedServices, monotonicNs, type LoadServicesOptions, type ServicesAttachOptions, type ServicesTestRun } from './services.js';
