@@ -157,7 +157,7 @@ export function planMaps(def: Definition, ir: Ir): MapPlan {
     add({
       name: 'tsbpf_ct_config', role: 'conntrack', kind: 'array', key: u32, value: CT_CONFIG, perCpu: false,
       maxEntries: 1, external: true,
-      initial: [{ key: encode(u32, 0), value: encode(CT_CONFIG, { timeouts: timeoutsArray(ct.timeouts ?? {}), seed: 0, nat_rules: 0, flags: 0, _pad: 0 }) }],
+      initial: [{ key: encode(u32, 0), value: encode(CT_CONFIG, { timeouts: timeoutsArray(ct.timeouts ?? {}), seed: 0, nat_rules: 0, flags: ct.tcpLoose ? 2 : 0, _pad: 0 }) }],
       description: 'conntrack timeouts and hash seed (the runtime writes the seed at load)',
     });
     add({

@@ -70,6 +70,8 @@ export class FilterConntrack {
   /** Masquerade addresses by ifindex (the runtime writes tsbpf_nat_ifaddr at attach). */
   readonly ifaddrs = new Map<number, { v4?: number; v6?: Words }>();
   readonly timeouts: number[];
+  /** A TCP connection may start with a non-SYN packet (ConntrackDef.tcpLoose). */
+  readonly tcpLoose: boolean;
 
   constructor(
     def: ConntrackDef,
@@ -77,7 +79,14 @@ export class FilterConntrack {
     public seed = 0,
   ) {
     this.timeouts = timeoutsArray(def.timeouts ?? {});
+    this.tcpLoose = def.tcpLoose === true;
   }
+}
+
+/** tsbpf_fct_initial_state: strict unless tcpLoose (only a SYN opens a TCP connection). */
+function openingState(fc: FilterConntrack, v: PacketView): number {
+  const st = initialState(v);
+  return st === CT_STATE['tcp-established'] && !fc.tcpLoose ? CT_STATE.none : st;
 }
 
 /** The NAT action of the rule that accepted (tsbpf_fct.nr). */
@@ -224,7 +233,7 @@ export function ctPre(r: CtRun): CtPacket {
       return out;
     }
   }
-  out.state = initialState(v) === CT_STATE.none ? 'invalid' : 'new';
+  out.state = openingState(fc, v) === CT_STATE.none ? 'invalid' : 'new';
   return out;
 }
 
@@ -305,7 +314,7 @@ function forward(e: CtEntry, t: Tuple, hook: number): Tuple {
 function fresh(r: CtRun, c: CtPacket): 'accept' | 'drop' {
   const { fc, v, hook, now } = r;
   const t = c.t!;
-  const state = initialState(v);
+  const state = openingState(fc, v);
   if (state === CT_STATE.none) return 'accept';
   const hash = flowHash(t, fc.seed);
   const ent = ctInit(t, v, fc.timeouts, state, hook, now);

@@ -70,6 +70,12 @@ export interface ConntrackDef {
   maxEntries: number;
   /** Seconds by state name (sdk/ct.ts DEFAULT_TIMEOUTS for the rest). */
   timeouts?: Partial<Record<CtTimeoutName, number>>;
+  /**
+   * Let a TCP packet other than a SYN open a connection (picked up
+   * mid-stream, netfilter's nf_conntrack_tcp_loose=1). Default false: such a
+   * packet is `invalid`.
+   */
+  tcpLoose?: boolean;
 }
 
 /** The connection states that have a timeout (sdk/ct.ts CT_STATE without 'none'). */

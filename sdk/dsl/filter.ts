@@ -95,7 +95,7 @@ export interface FilterOptions {
    * of accepted connections are then accepted before the rules); `false`
    * refuses one (and ct rules are then an error).
    */
-  conntrack?: boolean | { maxEntries?: number; timeouts?: ConntrackDef['timeouts'] };
+  conntrack?: boolean | { maxEntries?: number; timeouts?: ConntrackDef['timeouts']; tcpLoose?: boolean };
 }
 
 /** A validated filter. */
@@ -244,6 +244,7 @@ export function filter(name: string, a: FilterOptions | ((ctx: FilterContext) =>
     const o = typeof ctOpt === 'object' ? ctOpt : {};
     const ct: ConntrackDef = { maxEntries: o.maxEntries ?? DEFAULT_CT_ENTRIES };
     if (o.timeouts) ct.timeouts = { ...o.timeouts };
+    if (o.tcpLoose !== undefined) ct.tcpLoose = o.tcpLoose;
     definition.conntrack = ct;
   }
   throwProblems(validateDefinition(definition, problems));

@@ -192,12 +192,24 @@ function checkConntrack(def: Definition, chains: Map<string, ChainDef>, problems
     if (!Number.isInteger(ct.maxEntries) || ct.maxEntries < 16 || ct.maxEntries > 1 << 24) {
       problems.push({ message: `conntrack maxEntries must be an integer from 16 to ${1 << 24}, got ${String(ct.maxEntries)}`, source: def.source });
     }
+    if (ct.tcpLoose !== undefined && typeof ct.tcpLoose !== 'boolean') problems.push({ message: 'conntrack tcpLoose must be true or false', source: def.source });
     for (const [k, v] of Object.entries(ct.timeouts ?? {})) {
       if (!CT_TIMEOUT_NAMES.has(k)) problems.push({ message: `unknown conntrack timeout '${k}'`, source: def.source, hint: [...CT_TIMEOUT_NAMES].join(', ') });
       else if (!Number.isInteger(v) || (v as number) < 1 || (v as number) > 0x7fffffff) problems.push({ message: `conntrack timeout '${k}' must be a positive integer of seconds, got ${String(v)}`, source: def.source });
     }
   } else if (uses) {
-    problems.push({ message: 'rules use conntrack (ct matches, ctMark or NAT) but the definition has no conntrack table', source: def.source, hint: 'set definition.conntrack = { maxEntries } (filter() does it for you)' });
+    for (const c of def.chains) {
+      for (const r of c.rules) {
+        if (!ruleUsesCt(r)) continue;
+        problems.push({
+          message: `rule '${r.name}' uses conntrack (a ct match, ctMark or NAT), but the definition has no conntrack table`,
+          rule: r.name,
+          source: r.source,
+          hint: 'set definition.conntrack = { maxEntries } (filter() does it for you)',
+        });
+      }
+    }
+    return;
   }
   if (ct === undefined && !uses) return;
   for (const p of def.programs) {
@@ -363,7 +375,7 @@ function checkActions(
       case 'ctMark':
       case 'mark':
         if (!isU32(a.value) || !isU32(a.mask)) add(`${a.kind === 'ctMark' ? 'ctMark' : 'mark'} value and mask must be integers from 0 to 0xffffffff, got ${String(a.value)} / ${String(a.mask)}`);
-        else if ((a.value & ~a.mask) !== 0) add(`mark value 0x${a.value.toString(16)} has bits outside the mask 0x${a.mask.toString(16)}`);
+        else if ((a.value & ~a.mask) !== 0) add(`${a.kind} value 0x${a.value.toString(16)} has bits outside the mask 0x${a.mask.toString(16)}`);
         break;
       case 'limit': {
         const id = nextLimit();

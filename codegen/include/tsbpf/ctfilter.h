@@ -52,6 +52,19 @@
 
 #define TSBPF_FCT_EV_NAT_EXHAUSTED 2
 
+/* tsbpf_ct_config.flags: a TCP connection may start with a non-SYN packet (picked up mid-stream). */
+#define TSBPF_CTC_TCP_LOOSE (1u << 1)
+
+/* The state a connection opened by this packet starts in; NONE: it opens none (the packet is invalid). */
+static __always_inline __u8 tsbpf_fct_initial_state(const struct tsbpf_pkt *p, const struct tsbpf_ct_config *cfg)
+{
+	__u8 st = tsbpf_ct_initial_state(p);
+	/* Strict by default: only a SYN opens a TCP connection (netfilter's nf_conntrack_tcp_loose=0). */
+	if (st == TSBPF_CT_TCP_ESTABLISHED && !(cfg->flags & TSBPF_CTC_TCP_LOOSE))
+		return TSBPF_CT_NONE;
+	return st;
+}
+
 struct tsbpf_fct {
 	struct tsbpf_tuple t;   /* the packet (an ICMP error: its outer addresses) */
 	struct tsbpf_tuple to;  /* what it becomes */
@@ -372,7 +385,7 @@ static __always_inline int tsbpf_fct_pre(struct __sk_buff *skb, const struct tsb
 			return tsbpf_fct_apply(skb, p, cs);
 		}
 	}
-	cs->state = tsbpf_ct_initial_state(p) == TSBPF_CT_NONE ? TSBPF_CTS_INVALID : TSBPF_CTS_NEW;
+	cs->state = tsbpf_fct_initial_state(p, cfg) == TSBPF_CT_NONE ? TSBPF_CTS_INVALID : TSBPF_CTS_NEW;
 	return -1;
 }
 
@@ -599,7 +612,7 @@ static __always_inline int tsbpf_fct_new(struct __sk_buff *skb, const struct tsb
 {
 	struct tsbpf_tuple *t = &cs->t;
 	struct tsbpf_ct_entry *ent = &cs->ent;
-	__u8 state = tsbpf_ct_initial_state(p);
+	__u8 state = tsbpf_fct_initial_state(p, cfg);
 	__u32 hash;
 
 	if (state == TSBPF_CT_NONE)
