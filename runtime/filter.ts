@@ -323,10 +323,13 @@ export class LoadedFilter {
   /** @internal write the conntrack seed (load) and the masquerade addresses given. */
   writeConntrackConfig(seed: number | undefined, ifaddrs: LoadFilterOptions['ifaddrs'] = {}): void {
     const m = this.object.maps['tsbpf_ct_config'] as BpfMap<number, Record<string, unknown>> | undefined;
-    if (!m) return;
-    const cfg = m.get(0);
-    this.#ctSeed = seed ?? randomInt(0, 0xffffffff);
-    if (cfg) m.set(0, { ...cfg, seed: this.#ctSeed });
+    const spec = this.compiled.maps.find((x) => x.name === 'tsbpf_ct_config');
+    if (!m || !spec?.value || !spec.initial?.[0]) return;
+    // Timeouts and flags from this definition; a seed kept from pinned maps (a reload) unless one is given.
+    const want = spec.value.decode(spec.initial[0].value, 0) as Record<string, unknown>;
+    const kept = Number(m.get(0)?.seed ?? 0);
+    this.#ctSeed = seed ?? (kept !== 0 ? kept : randomInt(1, 0xffffffff));
+    m.set(0, { ...want, seed: this.#ctSeed });
     for (const [ifindex, a] of Object.entries(ifaddrs)) this.setIfaddr(Number(ifindex), a);
   }
 
