@@ -20,6 +20,7 @@ import { monotonicNs } from '../../runtime/conntrack.js';
 import { generateSteps, IFADDR, type Runner } from '../stateful/world.js';
 import { checkFrame } from '../packet/verify.js';
 import { parsePacket } from '../../sdk/parse.js';
+import { packet } from '../../sdk/packet.js';
 
 /** The world of test/stateful/world.ts as a rule filter: DNAT at ingress, SNAT and masquerade at egress. */
 export function worldFilter(tcpLoose = false) {
@@ -157,6 +158,31 @@ if (requireKernel('differential: filters with conntrack and NAT vs evaluate()'))
       }
     });
   }
+
+  test('a live rule update that reloads the program keeps the connections and their NAT', () => {
+    const f = filter('ctlive', { hook: ['tc-ingress', 'tc-egress'] }, ({ chain }) => ({
+      'tc-ingress': chain('in', { policy: 'drop' }, [rule(match.ct.state('established')).accept(), rule(match.tcp.dport(8080)).dnat({ to: '10.1.0.9', port: 80 })]),
+      'tc-egress': chain('out', { policy: 'accept' }, []),
+    }));
+    const lf = loadFilter(f, { conntrackSeed: 7 });
+    try {
+      const syn = packet().ipv4({ src: '10.0.0.5', dst: '203.0.113.10' }).tcp({ sport: 4000, dport: 8080, flags: 'S' }).build();
+      assert.is(lf.testRun('tc-ingress', syn).filterVerdict, 'accept');
+      assert.is(lf.conntrack.list().length, 1);
+      const u = lf.rules.add(rule(match.ct.state('new').and(match.udp.dport(53))).accept(), { chain: 'in', position: 1 });
+      assert.is(u.kind, 'reload', 'a ct rule is not classifiable: the program is regenerated');
+      const conns = lf.conntrack.list();
+      assert.is(conns.length, 1, 'the connection survived the reload');
+      assert.equal([conns[0]!.translated.dst, conns[0]!.translated.dport], ['10.1.0.9', 80]);
+      assert.is(lf.conntrackSeed, 7);
+      const reply = packet().ipv4({ src: '10.1.0.9', dst: '10.0.0.5' }).tcp({ sport: 80, dport: 4000, flags: 'SA' }).build();
+      const r = lf.testRun('tc-ingress', reply);
+      assert.is(r.filterVerdict, 'accept', 'its reply is still accepted and translated back');
+      assert.is(parsePacket(r.data).ipv4!.src, 0xcb00710a);
+    } finally {
+      lf.close();
+    }
+  });
 
   test('across the seeds: ICMP errors were translated and the tiny SNAT range ran out', () => {
     assert.is(totals.runs, 4, 'every seed ran');
