@@ -345,7 +345,7 @@ function checkPredicate(p: FieldPredicate, sets: Map<string, Definition['sets'][
       return;
     case 'ct':
       if (!Array.isArray(p.states) || p.states.length === 0) add('a conntrack state match needs at least one state');
-      else for (const st of p.states) if (!CT_STATES.includes(st)) add(`unknown conntrack state '${String(st)}'`, `use ${CT_STATES.join(', ')}`);
+      else for (const st of p.states) if (!CT_STATES.includes(st)) add(`unknown conntrack state '${String(st)}' (known: ${CT_STATES.join(', ')})`);
       return;
     default:
       add(`unknown match kind '${String((p as { kind: unknown }).kind)}'`);
