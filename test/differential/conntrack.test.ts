@@ -99,6 +99,8 @@ if (requireKernel('differential: filters with conntrack and NAT vs evaluate()'))
     test(`seed ${seed}${seed === 14 ? ' (tcpLoose)' : ''}: ${count} packets agree (verdicts, bytes), and so do the conntrack tables and counters`, () => {
       const f = worldFilter(seed === 14);
       const lf = loadFilter(f, { conntrackSeed: 0x1234 + seed, ifaddrs: { 1: IFADDR } });
+      const kernelEvents: Array<{ ruleId: number; text: string }> = [];
+      const rb = lf.onConntrackEvent((e) => kernelEvents.push(e));
       try {
         const state = new EvalState(f, { ctSeed: lf.conntrackSeed });
         state.conntrack!.ifaddrs.set(1, { v4: addrWords(IFADDR.v4)[0], v6: addrWords(IFADDR.v6) });
@@ -148,12 +150,16 @@ if (requireKernel('differential: filters with conntrack and NAT vs evaluate()'))
         for (const [name, v] of Object.entries(fc.stats)) assert.is(Number(ks[name as keyof typeof ks]), v, `counter ${name}`);
         assert.ok(fc.stats.reply > 0 && fc.stats.new > 0 && fc.stats.translated > 0, 'replies, new connections and translations');
         assert.is(fc.events.length, fc.stats.dropNatExhausted, 'one event per exhaustion');
+        rb.consume();
+        assert.equal(kernelEvents.map((e) => e.ruleId), fc.events.map((e) => e.ruleId), 'the kernel sent the same nat-exhausted events');
+        if (kernelEvents.length) assert.match(kernelEvents[0]!.text, /^nat-exhausted: rule \d+, 10\.5\./);
         totals.runs++;
         totals.packets += n;
         totals.icmpTranslated += fc.stats.icmpTranslated;
         totals.exhausted += fc.stats.dropNatExhausted;
         totals.related += kinds.has('icmp') ? 1 : 0;
       } finally {
+        rb.close();
         lf.close();
       }
     });
