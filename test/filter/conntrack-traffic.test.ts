@@ -166,11 +166,13 @@ if (requireKernel('filter: conntrack and NAT through real traffic')) {
     }
   });
 
-  t('masquerade: 1 MB through the router, the server sees only the router address', () => {
+  t('masquerade: 1 MB through the router, the server sees only the router address (IPv4 and IPv6)', () => {
     const { topo } = ctx;
     // The server has no route back to the client's network: only masqueraded connections can work.
     ip(['route', 'del', 'default'], topo.server.ns);
-    const lf = loadFilter(masquerade({ inside: `${topo.client.ipv4.split('.').slice(0, 3).join('.')}.0/24` as `${number}.${number}.${number}.${number}/${number}` }));
+    ip(['-6', 'route', 'del', 'default'], topo.server.ns);
+    const inside6 = `${topo.client.ipv6.replace(/::2$/, '::')}/64` as `${string}:${string}`;
+    const lf = loadFilter(masquerade({ inside: `${topo.client.ipv4.split('.').slice(0, 3).join('.')}.0/24` as `${number}.${number}.${number}.${number}/${number}`, inside6 }));
     try {
       assert.not.equal(tcpConnect(topo.client.ns, topo.server.ipv4, 80, { timeoutMs: 800 }), 'connected', 'without masquerade the server cannot answer');
       attachBoth(lf, topo, topo.router.toServer.ifname);
@@ -183,9 +185,13 @@ if (requireKernel('filter: conntrack and NAT through real traffic')) {
       assert.ok(conns.some((c) => c.flags.includes('snat') && c.translated.src === topo.router.toServer.ipv4), 'the connection is SNATed in conntrack');
       const stats = lf.conntrackStats();
       assert.ok(stats.translated > 10n && stats.reply > 10n, `packets were translated both ways (${stats.translated} translated, ${stats.reply} replies)`);
+      const r6 = transfer(topo.client.ns, topo.server.ipv6, 80, 256 * 1024);
+      assert.ok(r6.ok, `IPv6 transfer: ${JSON.stringify(r6)}`);
+      assert.is(r6.seenAs, topo.router.toServer.ipv6, 'the server saw the router IPv6 address');
     } finally {
       lf.close();
       ip(['route', 'add', 'default', 'via', topo.router.toServer.ipv4], topo.server.ns);
+      ip(['-6', 'route', 'add', 'default', 'via', topo.router.toServer.ipv6], topo.server.ns);
     }
   });
 
