@@ -8,6 +8,7 @@
 import type { SourcePosition } from '../errors.js';
 import type { ActionDef, LimitAction } from '../model.js';
 import { INTERVAL_NS } from '../model.js';
+import { parseCidr } from '../addr.js';
 import { callerPosition } from '../source.js';
 import { Match } from './match.js';
 
@@ -53,12 +54,20 @@ export interface MasqueradeOptions {
   ports?: PortRangeSpec;
 }
 
+/** Canonical address text ('fd00:0::1' -> 'fd00::1'); anything else is kept for validation to report. */
+function canonicalAddr(text: string): string {
+  if (text.includes('/')) return text;
+  const c = parseCidr(text);
+  return 'error' in c ? text : c.text.slice(0, c.text.indexOf('/'));
+}
+
 function addrRange(to: AddrRangeSpec): [string, string] {
-  if (Array.isArray(to)) return [String(to[0]), String(to[1])];
+  if (Array.isArray(to)) return [canonicalAddr(String(to[0])), canonicalAddr(String(to[1]))];
   const text = String(to);
   // IPv6 text has no '-', so a dash separates a range.
   const dash = text.indexOf('-');
-  return dash < 0 ? [text.trim(), text.trim()] : [text.slice(0, dash).trim(), text.slice(dash + 1).trim()];
+  const [a, b] = dash < 0 ? [text.trim(), text.trim()] : [text.slice(0, dash).trim(), text.slice(dash + 1).trim()];
+  return [canonicalAddr(a), canonicalAddr(b)];
 }
 
 function portRange(p: PortRangeSpec): [number, number] {
