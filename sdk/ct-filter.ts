@@ -13,7 +13,6 @@
  */
 import {
   aliasEntry,
-  CT_ALIAS,
   CT_PRIMARY,
   CT_STATE,
   CTF,
@@ -528,4 +527,3 @@ function icmpError(r: CtRun, c: CtPacket): 'accept' {
   return 'accept';
 }
 
-export { CT_ALIAS };
