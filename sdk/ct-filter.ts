@@ -358,7 +358,7 @@ function fresh(r: CtRun, c: CtPacket): 'accept' | 'drop' {
 
 /** After the rules accepted and ctNeed() said so (tsbpf_fct_commit). Returns the verdict. */
 export function ctCommit(r: CtRun, c: CtPacket): 'accept' | 'drop' {
-  const { fc, hook, now } = r;
+  const { fc, hook } = r;
   if (c.kind === 'error') return hook === HOOK_INGRESS ? icmpError(r, c) : 'accept';
   if (c.kind !== 'conn') return 'accept';
   if (!c.found) return fresh(r, c);
