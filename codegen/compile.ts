@@ -40,7 +40,7 @@ export interface CompileOptions extends ClangOptions {
   layout?: ClassifyLayout;
 }
 
-export type Stage = 'parse' | 'chain' | 'act';
+export type Stage = 'parse' | 'chain' | 'act' | 'ct';
 
 export interface ProgramInfo {
   /** The BPF program (C function) name, as libbpf and the kernel know it (the kernel keeps 15 chars). */
@@ -192,6 +192,7 @@ function programTable(ir: Ir): ProgramInfo[] {
       out.push({ ...common, name: c.fn, stage: 'chain', chain: c.chain.name, tailCallSlot: c.slot, entry: false, rules: rulesOf(c.chain.name).sort((a, b) => a - b) });
     }
     if (p.actSlot !== undefined) out.push({ ...common, name: p.actFn, stage: 'act', tailCallSlot: p.actSlot, entry: false, rules: [] });
+    if (p.ctSlot !== undefined) out.push({ ...common, name: p.ctFn, stage: 'ct', tailCallSlot: p.ctSlot, entry: false, rules: [] });
   }
   return out;
 }

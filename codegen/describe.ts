@@ -42,7 +42,7 @@ function paren(m: MatchExpr, outer: 'and' | 'or' | 'not'): string {
 }
 
 // Ethertypes, marks and flags read better in hex.
-const HEX = new Set(['eth.type', 'meta.mark', 'tcp.flags']);
+const HEX = new Set(['eth.type', 'meta.mark', 'tcp.flags', 'ct.mark']);
 
 function ranges(rs: NumRange[], hex: boolean): string {
   const n = (x: number) => (hex ? `0x${x.toString(16)}` : String(x));
@@ -60,6 +60,16 @@ export function describeAction(a: ActionDef): string {
       return `limit ${a.mode === 'over' ? 'over ' : ''}${a.rate}/${a.interval} burst ${a.burst}${a.key ? ` by ${a.key}` : ''}`;
     case 'redirect':
       return `redirect ${a.ifname ?? `ifindex ${a.ifindex}`}`;
+    case 'ctMark':
+      return a.mask === 0xffffffff ? `ct mark 0x${a.value.toString(16)}` : `ct mark 0x${a.value.toString(16)}/0x${a.mask.toString(16)}`;
+    case 'snat':
+    case 'dnat': {
+      const to = a.to[0] === a.to[1] ? a.to[0] : `${a.to[0]}-${a.to[1]}`;
+      const ports = a.kind === 'snat' ? a.ports : a.port;
+      return `${a.kind} to ${to}${ports ? `:${ports[0] === ports[1] ? ports[0] : `${ports[0]}-${ports[1]}`}` : ''}`;
+    }
+    case 'masquerade':
+      return a.ports ? `masquerade to :${a.ports[0]}-${a.ports[1]}` : 'masquerade';
     case 'jump':
     case 'goto':
       return `${a.kind} ${a.chain}`;

@@ -75,6 +75,7 @@ const FIELD_C: Record<CField, string> = {
   ip6_dst: 'p->ip6_dst',
   eth_src: 'p->eth_src',
   eth_dst: 'p->eth_dst',
+  ct_mark: 'cs->mark',
 };
 
 class Writer {
@@ -155,6 +156,8 @@ export function testC(t: Test): string {
       return `tsbpf_in_ports(&${t.map}, ${FIELD_C[t.field]})`;
     case 'ifslot':
       return `(st->ifindex == tsbpf_ifslot(&tsbpf_ifindex, ${t.slot}) /* ${commentText(t.name)} */)`;
+    case 'ct':
+      return `((1u << cs->state) & 0x${t.mask.toString(16)}u) /* ${commentText(t.what)} */`;
   }
 }
 
@@ -209,6 +212,11 @@ export function emitC(def: Definition, ir: Ir, maps: MapPlan): Emitted {
   w.line('#include <linux/bpf.h>');
   w.line('#include <bpf/bpf_helpers.h>');
   w.line('#include <tsbpf/filter.h>');
+  if (ir.conntrack) {
+    w.line(`#define TSBPF_CT_MAX ${ir.conntrack.maxEntries}`);
+    w.line(`#define TSBPF_FCT_SNAT ${ir.conntrack.snat ? 1 : 0}`);
+    w.line('#include <tsbpf/ctfilter.h> /* conntrack and NAT for rules (ct.h, nat.h) */');
+  }
   w.line();
   if (maps.userTypes) {
     w.line('/* Key and value types of user maps. */');
@@ -219,7 +227,7 @@ export function emitC(def: Definition, ir: Ir, maps: MapPlan): Emitted {
   w.line('/* ---- maps ---- */');
   w.line();
   for (const s of maps.specs) {
-    if (s.kind === 'prog_array') continue; // declared with its program (needs the functions)
+    if (s.kind === 'prog_array' || s.external) continue; // declared with its program (needs the functions), or by a header
     w.line(`/* ${commentText(s.description)} */`);
     w.line(mapDeclC(s));
     w.line();
@@ -232,14 +240,22 @@ export function emitC(def: Definition, ir: Ir, maps: MapPlan): Emitted {
   return { c: w.lines.join('\n') + '\n', rules, fns };
 }
 
+/** The conntrack hook constant (ct.h) of a program with conntrack, or undefined. */
+function ctHook(p: IrProgram): string | undefined {
+  if (p.ctSlot === undefined) return undefined;
+  return p.hook === 'tc-egress' ? 'TSBPF_CT_HOOK_EGRESS' : 'TSBPF_CT_HOOK_INGRESS';
+}
+
 function emitProgram(w: Writer, ir: Ir, p: IrProgram, maps: MapPlan, rules: RuleLines[], fns: FnLines[]): void {
   const h = HOOK_C[p.hook];
+  const cth = ctHook(p);
   const entry = p.chains[0]!;
   const entryPolicy = entry.chain.policy === 'return' ? 'accept' : entry.chain.policy;
   w.line(`/* ======== program ${p.fn} (${p.hook}), entry chain '${commentText(p.entry)}' ======== */`);
   w.line();
   // Forward declarations for the prog_array initialiser.
   if (p.actSlot !== undefined) w.line(`int ${p.actFn}(${h.ctx} *ctx);`);
+  if (p.ctSlot !== undefined) w.line(`int ${p.ctFn}(${h.ctx} *ctx);`);
   for (const c of p.chains) if (c.slot !== undefined) w.line(`int ${c.fn}(${h.ctx} *ctx);`);
   w.line();
   const arr = maps.specs.find((s) => s.name === p.progArray && s.role === 'prog-array')!;
@@ -255,6 +271,17 @@ function emitProgram(w: Writer, ir: Ir, p: IrProgram, maps: MapPlan, rules: Rule
     w.line('\tif (v == TSBPF_V_REJECT) {');
     w.line(`\t\ttsbpf_tail(ctx, &${p.progArray}, st, ${p.actSlot});`);
     w.line(`\t\treturn tsbpf_fail(${h.macro}, &tsbpf_errors, TSBPF_ERR_TAIL_CALL);`);
+    w.line('\t}');
+  }
+  if (cth) {
+    w.line('\tif (v == TSBPF_V_ACCEPT) {');
+    w.line(`\t\tstruct tsbpf_fct *cs = tsbpf_fct_get(&tsbpf_fct, ${p.stateKey});`);
+    w.line();
+    w.line('\t\t/* A connection to commit or a packet to translate: the ct program. */');
+    w.line(`\t\tif (cs && tsbpf_fct_need(cs, ${cth})) {`);
+    w.line(`\t\t\ttsbpf_tail(ctx, &${p.progArray}, st, ${p.ctSlot});`);
+    w.line(`\t\t\treturn tsbpf_fail(${h.macro}, &tsbpf_errors, TSBPF_ERR_TAIL_CALL);`);
+    w.line('\t\t}');
     w.line('\t}');
   }
   w.line(`\treturn tsbpf_verdict_ret(${h.macro}, st, v);`);
@@ -308,6 +335,23 @@ function emitProgram(w: Writer, ir: Ir, p: IrProgram, maps: MapPlan, rules: Rule
     w.line();
   }
 
+  if (p.ctSlot !== undefined) {
+    const start = w.next;
+    w.line(`/* ct: commit an accepted connection (with its NAT) and translate the packet (codegen/include/tsbpf/ctfilter.h). */`);
+    w.line(`SEC("${h.section}")`);
+    w.line(`int ${p.ctFn}(${h.ctx} *ctx)`);
+    w.line('{');
+    w.line(`\tstruct tsbpf_state *st = tsbpf_state_get(&tsbpf_state, ${p.stateKey});`);
+    w.line(`\tstruct tsbpf_fct *cs = tsbpf_fct_get(&tsbpf_fct, ${p.stateKey});`);
+    w.line();
+    w.line('\tif (!st || !cs)');
+    w.line(`\t\treturn tsbpf_fail(${h.macro}, &tsbpf_errors, TSBPF_ERR_STATE);`);
+    w.line(`\treturn tsbpf_fct_commit(ctx, &st->pkt, cs, ${cth});`);
+    w.line('}');
+    fns.push({ fn: p.ctFn, program: p.name, start, end: w.next - 1 });
+    w.line();
+  }
+
   for (const c of p.chains) if (c.slot !== undefined) emitChain(w, ir, p, c, byName, rules, fns);
 
   const start = w.next;
@@ -331,6 +375,19 @@ function emitProgram(w: Writer, ir: Ir, p: IrProgram, maps: MapPlan, rules: Rule
   w.line('\tst->depth = 0;');
   w.line('\tst->redirect_ifindex = 0;');
   w.line('\tst->tail_calls = 0;');
+  if (cth) {
+    w.line('\t/* Conntrack before the rules: a reply of an accepted connection is translated back and accepted here. */');
+    w.line('\t{');
+    w.line(`\t\tstruct tsbpf_fct *cs = tsbpf_fct_get(&tsbpf_fct, ${p.stateKey});`);
+    w.line('\t\tint r;');
+    w.line();
+    w.line('\t\tif (!cs)');
+    w.line(`\t\t\treturn tsbpf_fail(${h.macro}, &tsbpf_errors, TSBPF_ERR_STATE);`);
+    w.line(`\t\tr = tsbpf_fct_pre(ctx, &st->pkt, cs, ${cth});`);
+    w.line('\t\tif (r >= 0)');
+    w.line('\t\t\treturn r;');
+    w.line('\t}');
+  }
   w.line(`\ttsbpf_tail(ctx, &${p.progArray}, st, ${entry.slot});`);
   w.line(`\treturn tsbpf_fail(${h.macro}, &tsbpf_errors, TSBPF_ERR_TAIL_CALL);`);
   w.line('}');
@@ -366,12 +423,18 @@ function emitChain(
   if (isProg) {
     w.line(`\tstruct tsbpf_state *st = tsbpf_state_get(&tsbpf_state, ${p.stateKey});`);
   }
+  if (p.ctSlot !== undefined) w.line(`\tstruct tsbpf_fct *cs = tsbpf_fct_get(&tsbpf_fct, ${p.stateKey});`);
   w.line('\tstruct tsbpf_pkt *p;');
   w.line('\tint v;');
   w.line();
   if (isProg) {
     w.line('\tif (!st)');
     w.line(`\t\treturn tsbpf_fail(${h.macro}, &tsbpf_errors, TSBPF_ERR_STATE);`);
+  }
+  if (p.ctSlot !== undefined) {
+    w.line('\tif (!cs)');
+    w.line(isProg ? `\t\treturn tsbpf_fail(${h.macro}, &tsbpf_errors, TSBPF_ERR_STATE);` : '\t\treturn TSBPF_V_DROP;');
+    w.line('\t(void)cs;');
   }
   w.line('\tp = &st->pkt;');
   w.line('\t(void)p;');
@@ -449,6 +512,8 @@ function stepC(s: Step, r: IrRule, hookMacro: string): string {
       return `tsbpf_log(&tsbpf_events, st, ${r.slot ?? r.id}, ${s.action}, ${s.verdict});${s.prefix ? ` /* "${commentText(s.prefix)}" */` : ''}`;
     case 'mark':
       return `tsbpf_set_mark(ctx, ${hookMacro}, st, ${hex32(s.value)}, ${hex32(s.mask)});`;
+    case 'ctMark':
+      return `tsbpf_fct_set_mark(cs, ${hex32(s.value)}, ${hex32(s.mask)});`;
     case 'limit': {
       const call = s.map
         ? `tsbpf_limit_keyed(&${s.map}, &tsbpf_errors, p, ${s.key === 'dst' ? 1 : 0}, ${s.costNs}ULL, ${s.capacity}ULL)`
@@ -479,6 +544,10 @@ function finalC(f: Final, ir: Ir, p: IrProgram, c: IrProgramChain, r: IrRule, by
       ];
     case 'return':
       return [isProg ? `return ${p.fn}__return(ctx, st);` : 'return TSBPF_V_CONTINUE;'];
+    case 'nat': {
+      const args = [f.kind, f.family, ...f.lo.map(hex32), ...f.hi.map(hex32), f.pmin, f.pmax, r.id].join(', ');
+      return [`tsbpf_fct_set_nat(cs, ${args}); /* ${commentText(f.text)} */`, fin('TSBPF_V_ACCEPT')];
+    }
     case 'jump':
     case 'goto': {
       const t = byName.get(f.chain)!;

@@ -26,7 +26,10 @@ import {
   type NumRange,
   type RuleDef,
   type SourcePosition,
+  type CtState,
+  type NatAction,
 } from '../sdk/model.js';
+import { describeAction } from './describe.js';
 import type { ClsBlock, ClsPlan } from './classify/plan.js';
 import { splitLongChains } from './classify/segments.js';
 import { HAS, VERDICT_CODE } from './layouts.js';
@@ -50,7 +53,8 @@ export type InlineMode = 'auto' | 'all' | 'none';
 export type CField =
   | 'len' | 'ifindex' | 'mark' | 'ethertype' | 'vlan_id' | 'proto' | 'ttl' | 'dscp'
   | 'sport' | 'dport' | 'tcp_flags' | 'icmp_type' | 'icmp_code'
-  | 'ip4_src' | 'ip4_dst' | 'ip6_src' | 'ip6_dst' | 'eth_src' | 'eth_dst';
+  | 'ip4_src' | 'ip4_dst' | 'ip6_src' | 'ip6_dst' | 'eth_src' | 'eth_dst'
+  | 'ct_mark';
 
 export type Test =
   | { t: 'true' }
@@ -70,7 +74,12 @@ export type Test =
   | { t: 'mac'; field: 'eth_src' | 'eth_dst'; value: number; text: string }
   | { t: 'lpm'; map: string; field: 'ip4_src' | 'ip4_dst' | 'ip6_src' | 'ip6_dst'; family: 4 | 6 }
   | { t: 'portset'; map: string; field: 'sport' | 'dport' }
-  | { t: 'ifslot'; slot: number; name: string };
+  | { t: 'ifslot'; slot: number; name: string }
+  /** The packet's conntrack state is one whose bit (1 << TSBPF_CTS_*) is in mask. */
+  | { t: 'ct'; mask: number; what: string };
+
+/** Bits of conntrack states in a `ct` test (1 << TSBPF_CTS_* of ct.h). */
+export const CT_STATE_BIT: Record<CtState, number> = { untracked: 1, new: 2, established: 4, related: 8, invalid: 16 };
 
 // ---------------------------------------------------------------------------
 // Actions
@@ -79,6 +88,7 @@ export type Step =
   | { s: 'count' }
   | { s: 'log'; action: number; verdict: number; prefix?: string }
   | { s: 'mark'; value: number; mask: number }
+  | { s: 'ctMark'; value: number; mask: number }
   | {
       s: 'limit';
       limitId: number;
@@ -99,7 +109,9 @@ export type Final =
   | { f: 'redirect'; ifindex?: number; slot?: number; ifname?: string }
   | { f: 'jump'; chain: string }
   | { f: 'goto'; chain: string }
-  | { f: 'return' };
+  | { f: 'return' }
+  /** Accept with translation: the NAT action's parameters (ct.h/nat.h encoding: words host order). */
+  | { f: 'nat'; kind: 1 | 2 | 3; family: 0 | 4 | 6; lo: number[]; hi: number[]; pmin: number; pmax: number; text: string };
 
 export interface IrRule {
   id: number;
@@ -152,6 +164,9 @@ export interface IrProgram {
   /** Slot of the act (reject) program, when a reachable rule or policy rejects. */
   actSlot?: number;
   actFn: string;
+  /** Slot of the ct program (commit and translate), in filters with conntrack at tc. */
+  ctSlot?: number;
+  ctFn: string;
   /** prog_array size. */
   slots: number;
   /** Worst-case tail calls per packet. */
@@ -190,6 +205,8 @@ export interface Ir {
   inline: InlineMode;
   /** The classification plan, when some block uses tuple-space search (codegen/classify). */
   cls?: ClsPlan;
+  /** Conntrack: table size, and whether some rule SNATs or masquerades (tc programs get the ct steps). */
+  conntrack?: { maxEntries: number; snat: boolean };
 }
 
 export interface LowerOptions {
@@ -230,7 +247,8 @@ export function lower(def: Definition, options: LowerOptions = {}): Ir {
   let mode = options.inline ?? 'auto';
   decideInline(chains, entries, mode);
 
-  let programs = def.programs.map((p, i) => buildProgram(p.name, p.hook, p.entry, i, chains));
+  const ct = def.conntrack !== undefined;
+  let programs = def.programs.map((p, i) => buildProgram(p.name, p.hook, p.entry, i, chains, ct));
   const worst = Math.max(0, ...programs.map((p) => p.tailCalls));
   if (worst > MAX_TAIL_CALLS) {
     if (mode === 'none') {
@@ -244,7 +262,7 @@ export function lower(def: Definition, options: LowerOptions = {}): Ir {
     // Inline every non-entry chain: no tail calls but parse -> entry -> act.
     mode = 'all';
     decideInline(chains, entries, mode);
-    programs = def.programs.map((p, i) => buildProgram(p.name, p.hook, p.entry, i, chains));
+    programs = def.programs.map((p, i) => buildProgram(p.name, p.hook, p.entry, i, chains, ct));
   }
 
   return {
@@ -258,6 +276,9 @@ export function lower(def: Definition, options: LowerOptions = {}): Ir {
     usesLog: ctx.usesLog,
     ruleCount: def.chains.reduce((n, c) => n + c.rules.length, 0),
     inline: mode,
+    ...(def.conntrack
+      ? { conntrack: { maxEntries: def.conntrack.maxEntries, snat: def.chains.some((c) => c.rules.some((r) => r.actions.some((a) => a.kind === 'snat' || a.kind === 'masquerade'))) } }
+      : {}),
   };
 }
 
@@ -282,7 +303,7 @@ function decideInline(chains: Map<string, IrChain>, entries: Set<string>, mode: 
   for (const c of chains.values()) c.kind = inline.has(c.name) ? 'inline' : 'program';
 }
 
-function buildProgram(name: string, hook: Hook, entry: string, index: number, chains: Map<string, IrChain>): IrProgram {
+function buildProgram(name: string, hook: Hook, entry: string, index: number, chains: Map<string, IrChain>, ct = false): IrProgram {
   const fn = cIdent(name);
   // Reachable chains in a stable order (depth-first from the entry, rule order).
   const order: IrChain[] = [];
@@ -298,6 +319,8 @@ function buildProgram(name: string, hook: Hook, entry: string, index: number, ch
   const rejects = order.some((c) => c.policy === 'reject' || c.rules.some((r) => r.final.f === 'reject'));
   let slot = 0;
   const actSlot = rejects ? slot++ : undefined;
+  // The ct program commits accepted packets (tc only; it is another final tail call, like act).
+  const ctSlot = ct && hook !== 'xdp' ? slot++ : undefined;
   const out: IrProgramChain[] = order.map((c) => {
     const resumeAt = c.kind === 'program'
       ? [...new Set(c.rules.filter((r) => r.final.f === 'jump' && chains.get(r.final.chain)!.kind === 'program').map((r) => r.index + 1))]
@@ -339,6 +362,8 @@ function buildProgram(name: string, hook: Hook, entry: string, index: number, ch
     chains: out,
     ...(actSlot !== undefined ? { actSlot } : {}),
     actFn: `${fn}__act`,
+    ...(ctSlot !== undefined ? { ctSlot } : {}),
+    ctFn: `${fn}__ct`,
     slots: Math.max(1, slot),
     tailCalls: 1 + cost(chains.get(entry)!),
   };
@@ -417,6 +442,10 @@ class Lowering {
       case 'goto':
         if (!this.def.chains.some((c) => c.name === a.chain)) throw new DslError(`${a.kind} to unknown chain '${a.chain}'`, at(r));
         return { f: a.kind, chain: a.chain };
+      case 'snat':
+      case 'dnat':
+      case 'masquerade':
+        return natFinal(a, r);
       default:
         return undefined;
     }
@@ -431,6 +460,8 @@ class Lowering {
         return { s: 'log', action: index, verdict, ...(a.prefix !== undefined ? { prefix: a.prefix } : {}) };
       case 'mark':
         return { s: 'mark', value: a.value >>> 0, mask: a.mask >>> 0 };
+      case 'ctMark':
+        return { s: 'ctMark', value: a.value >>> 0, mask: a.mask >>> 0 };
       case 'limit':
         return this.limit(a, r);
       default:
@@ -561,10 +592,10 @@ class Lowering {
       }
       case 'ifname':
         return or(p.names.map((name) => ({ t: 'ifslot', slot: this.ifslot(name), name })));
-      case 'ct':
-        throw new DslError('conntrack state matches are not supported yet by codegen', at(r), {
-          hint: 'remove the ct() match; conntrack arrives with a later release',
-        });
+      case 'ct': {
+        const mask = p.states.reduce((m, st) => m | CT_STATE_BIT[st], 0);
+        return { t: 'ct', mask, what: `ct state ${p.states.join(',')}` };
+      }
       default:
         throw new DslError(`unknown match '${(p as { kind: string }).kind}'`, at(r));
     }
@@ -626,7 +657,34 @@ const NUM_FIELDS: Record<NumField, { field: CField; presence: Test }> = {
   'icmp.code': { field: 'icmp_code', presence: presentOf(HAS.ICMP, 'icmp') },
   'icmp6.type': { field: 'icmp_type', presence: presentOf(HAS.ICMPV6, 'icmp6') },
   'icmp6.code': { field: 'icmp_code', presence: presentOf(HAS.ICMPV6, 'icmp6') },
+  // A connection exists or is being opened: new, established or related.
+  'ct.mark': { field: 'ct_mark', presence: { t: 'ct', mask: 2 | 4 | 8, what: 'tracked' } },
 };
+
+/** The words (host order, IPv4 in word 0) of an address. */
+function addrWords(text: string): { family: 4 | 6; words: number[] } {
+  const c = parseCidr(text);
+  if ('error' in c) throw new DslError(c.error, {});
+  if (c.family === 4) return { family: 4, words: [c.addr >>> 0, 0, 0, 0] };
+  return { family: 6, words: [0, 1, 2, 3].map((i) => Number((c.addr >> BigInt(96 - 32 * i)) & 0xffffffffn)) };
+}
+
+const NAT_CODE = { snat: 1, masquerade: 2, dnat: 3 } as const;
+
+function natFinal(a: NatAction, r: RuleDef): Final {
+  const text = describeAction(a);
+  if (a.kind === 'masquerade') {
+    return { f: 'nat', kind: 2, family: 0, lo: [0, 0, 0, 0], hi: [0, 0, 0, 0], pmin: a.ports?.[0] ?? 0, pmax: a.ports?.[1] ?? 0, text };
+  }
+  try {
+    const lo = addrWords(a.to[0]);
+    const hi = addrWords(a.to[1]);
+    const ports = a.kind === 'snat' ? a.ports : a.port;
+    return { f: 'nat', kind: NAT_CODE[a.kind], family: lo.family, lo: lo.words, hi: hi.words, pmin: ports?.[0] ?? 0, pmax: ports?.[1] ?? 0, text };
+  } catch (e) {
+    throw new DslError(`${a.kind}: ${(e as Error).message}`, at(r));
+  }
+}
 
 function and(args: Test[]): Test {
   const flat: Test[] = [];

@@ -9,8 +9,10 @@ import { cDecls, cType, encode, u16, u32, u64, type Layout } from '../sdk/layout
 import type { Definition, MapKind } from '../sdk/model.js';
 import type { Ir } from './ir.js';
 import { BUCKET, COUNTER, KBUCKET, LIMIT_KEY, LPM4_KEY, LPM6_KEY, SET_VALUE, STATE } from './layouts.js';
+import { CT_CONFIG, CT_ENTRY, CT_KEY, NAT_IFADDR, NAT_RULE } from './stateful/layouts.js';
+import { timeoutsArray } from '../sdk/ct.js';
 
-export type MapRole = 'state' | 'errors' | 'counters' | 'events' | 'limits' | 'limit-keyed' | 'ifindex' | 'prog-array' | 'set' | 'user' | 'classifier';
+export type MapRole = 'state' | 'errors' | 'counters' | 'events' | 'limits' | 'limit-keyed' | 'ifindex' | 'prog-array' | 'set' | 'user' | 'classifier' | 'conntrack';
 
 export type MapType = MapKind | 'prog_array';
 
@@ -39,6 +41,8 @@ export interface MapSpec extends MapInfo {
   flags?: string;
   /** Extra C text after the struct body (prog_array initialisers). */
   init?: string;
+  /** Declared by a support header (ct.h, nat.h, ctfilter.h), not by the generated C. */
+  external?: boolean;
 }
 
 const BPF_TYPE: Record<MapType, string> = {
@@ -114,6 +118,7 @@ export function planMaps(def: Definition, ir: Ir): MapPlan {
   for (const p of ir.programs) {
     const values = [
       ...(p.actSlot !== undefined ? [`[${p.actSlot}] = (void *)&${p.actFn}`] : []),
+      ...(p.ctSlot !== undefined ? [`[${p.ctSlot}] = (void *)&${p.ctFn}`] : []),
       ...p.chains.filter((c) => c.slot !== undefined).map((c) => `[${c.slot}] = (void *)&${c.fn}`),
     ];
     add({
@@ -136,6 +141,46 @@ export function planMaps(def: Definition, ir: Ir): MapPlan {
       initial,
       description: s.ruleId === undefined ? `${s.type} set '${s.name}'` : `${s.type} list of rule ${s.ruleId}, as a ${lpm ? 'LPM trie' : 'hash'} (filled at load)`,
     });
+  }
+  if (ir.conntrack) {
+    const ct = def.conntrack!;
+    add({
+      name: 'tsbpf_fct', role: 'conntrack', kind: 'percpu_array', key: u32, perCpu: true,
+      maxEntries: Math.max(1, ir.programs.length), cKey: '__u32', cValue: 'struct tsbpf_fct',
+      description: 'per-packet conntrack state across tail calls (ctfilter.h), one slot per program',
+    });
+    add({
+      name: 'tsbpf_ct', role: 'conntrack', kind: 'lru_hash', key: CT_KEY, value: CT_ENTRY, perCpu: false,
+      maxEntries: ir.conntrack.maxEntries, external: true,
+      description: 'conntrack: connections and their NAT aliases (ct.h)',
+    });
+    add({
+      name: 'tsbpf_ct_config', role: 'conntrack', kind: 'array', key: u32, value: CT_CONFIG, perCpu: false,
+      maxEntries: 1, external: true,
+      initial: [{ key: encode(u32, 0), value: encode(CT_CONFIG, { timeouts: timeoutsArray(ct.timeouts ?? {}), seed: 0, nat_rules: 0, flags: ct.tcpLoose ? 2 : 0, _pad: 0 }) }],
+      description: 'conntrack timeouts and hash seed (the runtime writes the seed at load)',
+    });
+    add({
+      name: 'tsbpf_nat_rules', role: 'conntrack', kind: 'array', key: u32, value: NAT_RULE, perCpu: false,
+      maxEntries: 1, external: true,
+      description: 'unused by filters (nat.h declares it; NAT actions carry their parameters in the code)',
+    });
+    add({
+      name: 'tsbpf_nat_ifaddr', role: 'conntrack', kind: 'hash', key: u32, value: NAT_IFADDR, perCpu: false,
+      maxEntries: 256, external: true,
+      description: 'masquerade addresses by egress ifindex (the runtime writes them at attach)',
+    });
+    add({
+      name: 'tsbpf_fct_stats', role: 'conntrack', kind: 'percpu_array', key: u32, value: u64, perCpu: true,
+      maxEntries: 8, external: true,
+      description: 'conntrack counters: new, reply, translated, icmp translated, nat exhausted, clash, error, no ifaddr',
+    });
+    if (ir.conntrack.snat) {
+      add({
+        name: 'tsbpf_fct_events', role: 'conntrack', kind: 'ringbuf', perCpu: false, maxEntries: 64 * 1024, external: true,
+        description: 'conntrack events: nat-exhausted (struct tsbpf_fct_event)',
+      });
+    }
   }
   const decls: Array<readonly [string, Layout<unknown>]> = [];
   for (const m of def.maps) {

@@ -22,6 +22,11 @@ import { load, type LoadOptions } from './load.js';
 import type { BpfObject } from './object.js';
 import type { RingBuffer } from './ringbuf.js';
 import { LiveRules } from './rules.js';
+import { randomInt } from 'node:crypto';
+import { addrWords, type Words } from '../sdk/ct.js';
+import type { FctEvent, FctStat } from '../sdk/ct-filter.js';
+import { ConntrackMap, fctEventFromBytes, fctStats } from './conntrack.js';
+import { interfaceAddresses } from './services.js';
 import type { SkbContext, TestRunResult } from './test-run.js';
 
 export interface LoadFilterOptions extends CompileOptions {
@@ -30,6 +35,10 @@ export interface LoadFilterOptions extends CompileOptions {
   logLevel?: LoadOptions['logLevel'];
   /** Interface indexes by name for `ifname` matches and redirects: written at load (test runs see them); attach resolves the names not given. */
   interfaces?: Record<string, number>;
+  /** Conntrack hash seed (SNAT port and address choice, DNAT ranges); default random. Give it to EvalState to compare. */
+  conntrackSeed?: number;
+  /** Masquerade addresses by ifindex, written at load (attach at tc-egress writes the interface's own). */
+  ifaddrs?: Record<number, { v4?: string; v6?: string }>;
 }
 
 export interface FilterAttachOptions {
@@ -252,12 +261,76 @@ export class LoadedFilter {
   /** Attach the hook's entry program; interface names that rules match are resolved in the same netns. */
   attach(options: FilterAttachOptions): Attachment {
     this.resolveInterfaces(options.netns);
+    // Masquerade at egress translates to this interface's own address: read it now.
+    if (options.hook === 'tc-egress' && this.hasConntrack && this.definition.chains.some((c) => c.rules.some((r) => r.actions.some((a) => a.kind === 'masquerade')))) {
+      const a = interfaceAddresses(options.ifname, options.netns);
+      if (a.v4 || a.v6) this.setIfaddr(native().ifIndex(options.ifname, options.netns), a);
+    }
     const opts: AttachOptions = { ...options, program: this.entryProgram(options.hook) };
     return this.object.attach(opts);
   }
 
   detach(attachment?: Attachment): void {
     this.object.detach(attachment);
+  }
+
+  // -------------------------------------------------------------------------
+  // Conntrack (filters whose rules use match.ct, ctMark or NAT)
+
+  /** Whether the filter has a conntrack table. */
+  get hasConntrack(): boolean {
+    return this.definition.conntrack !== undefined && this.object.maps['tsbpf_ct'] !== undefined;
+  }
+
+  /** The hash seed the datapath uses (written at load). */
+  get conntrackSeed(): number {
+    return this.#ctSeed;
+  }
+
+  #ctSeed = 0;
+
+  /**
+   * The filter's conntrack table: `list(filter)`, `delete(...)`, `flush()`,
+   * `gc()` (runtime/conntrack.ts), the same entries `tsbpf ct` shows.
+   */
+  get conntrack(): ConntrackMap {
+    const m = this.object.maps['tsbpf_ct'];
+    if (!m) throw new TsbpfError('INVALID_ARGUMENT', `filter '${this.name}' has no conntrack table`, { hint: 'use match.ct, ctMark or a NAT action in a rule, or filter(name, { conntrack: true }, ...)' });
+    return new ConntrackMap(m);
+  }
+
+  /** Conntrack counters (new connections, replies accepted before the rules, translations, NAT drops), summed over CPUs. */
+  conntrackStats(): Record<FctStat, bigint> {
+    const m = this.object.maps['tsbpf_fct_stats'];
+    if (!m) throw new TsbpfError('INVALID_ARGUMENT', `filter '${this.name}' has no conntrack table`);
+    return fctStats(m);
+  }
+
+  /** `nat-exhausted` events (an SNAT or masquerade rule without a free port), on the event loop. */
+  onConntrackEvent(callback: (e: FctEvent & { tsNs: bigint; text: string }) => void): RingBuffer<Buffer> {
+    if (!this.object.maps['tsbpf_fct_events']) throw new TsbpfError('INVALID_ARGUMENT', `filter '${this.name}' has no SNAT or masquerade rule, so no conntrack events`);
+    return this.object.ringBuffer('tsbpf_fct_events', (raw: Buffer) => callback(fctEventFromBytes(raw)));
+  }
+
+  /** The address masquerade gives connections leaving through `ifindex` (attach at tc-egress writes it from the interface). */
+  setIfaddr(ifindex: number, a: { v4?: string; v6?: string }): void {
+    const m = this.object.maps['tsbpf_nat_ifaddr'];
+    if (!m) throw new TsbpfError('INVALID_ARGUMENT', `filter '${this.name}' has no conntrack table`);
+    const v6: Words = a.v6 ? addrWords(a.v6) : [0, 0, 0, 0];
+    m.set(ifindex, { v4: a.v4 ? addrWords(a.v4)[0] : 0, v6, has4: a.v4 ? 1 : 0, has6: a.v6 ? 1 : 0, _pad: 0 });
+  }
+
+  /** @internal write the conntrack seed (load) and the masquerade addresses given. */
+  writeConntrackConfig(seed: number | undefined, ifaddrs: LoadFilterOptions['ifaddrs'] = {}): void {
+    const m = this.object.maps['tsbpf_ct_config'] as BpfMap<number, Record<string, unknown>> | undefined;
+    const spec = this.compiled.maps.find((x) => x.name === 'tsbpf_ct_config');
+    if (!m || !spec?.value || !spec.initial?.[0]) return;
+    // Timeouts and flags from this definition; a seed kept from pinned maps (a reload) unless one is given.
+    const want = spec.value.decode(spec.initial[0].value, 0) as Record<string, unknown>;
+    const kept = Number(m.get(0)?.seed ?? 0);
+    this.#ctSeed = seed ?? (kept !== 0 ? kept : randomInt(1, 0xffffffff));
+    m.set(0, { ...want, seed: this.#ctSeed });
+    for (const [ifindex, a] of Object.entries(ifaddrs)) this.setIfaddr(Number(ifindex), a);
   }
 
   /** Run one packet through the hook's program in the kernel (BPF_PROG_TEST_RUN). */
@@ -398,6 +471,7 @@ export function loadFilter(filter: DefinitionLike, options: LoadFilterOptions = 
     const f = new LoadedFilter(object, compiled, options.interfaces ?? {}, options);
     // Names given up front hold from the start, so test runs see them too (attach resolves the rest).
     f.writeKnownInterfaces();
+    f.writeConntrackConfig(options.conntrackSeed, options.ifaddrs);
     return f;
   } catch (e) {
     object.close();

@@ -24,5 +24,7 @@ export {
 } from './test-run.js';
 export { RingBuffer, ringBuffer, type RingBufferCallback, type RingBufferOptions } from './ringbuf.js';
 export { checkBpffs, openPinnedMap, type PinSet } from './pin.js';
+// Conntrack tables of filters (and of pinned services programs).
+export { ConntrackMap, fctStats } from './conntrack.js';
 export { wrapNative } from './errors.js';
 export { loadServices, LoadedServices, monotonicNs, type LoadServicesOptions, type ServicesAttachOptions, type ServicesTestRun } from './services.js';

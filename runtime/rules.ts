@@ -1129,7 +1129,11 @@ export class LiveRules {
       const have = old.maps[m.name];
       const was = oldCompiled.maps.find((x) => x.name === m.name);
       if (!have || !was || was.role !== m.role) continue;
-      const carries = ['counters', 'set', 'events', 'errors', 'user'].includes(m.role) || ((m.role === 'limits' || m.role === 'limit-keyed') && sameLimits);
+      // Conntrack carries over too (connections, their NAT, the seed, masquerade addresses); not the per-packet scratch.
+      const carries =
+        ['counters', 'set', 'events', 'errors', 'user'].includes(m.role) ||
+        ((m.role === 'limits' || m.role === 'limit-keyed') && sameLimits) ||
+        (m.role === 'conntrack' && m.name !== 'tsbpf_fct');
       if (!carries || m.role === 'set' && m.name.startsWith('tsbpf_set_')) continue;
       if (have.maxEntries !== m.maxEntries || (m.key && have.keySize !== m.key.size) || (m.value && have.valueSize !== m.value.size)) continue;
       reuse[m.name] = have.fd;
@@ -1146,6 +1150,8 @@ export class LiveRules {
       throw e;
     }
     this.host.swap(object, compiled);
+    // The new definition's conntrack timeouts, with the seed in force.
+    this.host.writeConntrackConfig(this.host.conntrackSeed || undefined);
     this.#build(compiled);
     return names;
   }

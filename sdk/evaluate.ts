@@ -15,6 +15,7 @@ import { TsbpfError } from './errors.js';
 import {
   INTERVAL_NS,
   MAX_JUMP_DEPTH,
+  type ActionDef,
   type ChainDef,
   type Definition,
   type FieldPredicate,
@@ -25,9 +26,13 @@ import {
   type RuleDef,
   type SetDecl,
   type Verdict,
+  type CtState,
+  isNatAction,
 } from './model.js';
 import { formatIpv4, formatIpv6, formatMac, parsePacket, ports, type PacketView } from './parse.js';
 import { rejectReply, rejectSuppressed, type RejectKind } from './reject.js';
+import { ctCommit, ctNeed, ctPre, FilterConntrack, type CtPacket, type CtRun } from './ct-filter.js';
+import { CT_PRIMARY, HOOK_EGRESS, HOOK_INGRESS, keyOf, type CtEntry } from './ct.js';
 
 // ---------------------------------------------------------------------------
 // State
@@ -55,10 +60,16 @@ export class EvalState {
   /** Accumulated per-rule counters (the `count` action). */
   readonly counters = new Map<number, { packets: number; bytes: number }>();
   private readonly sets = new Map<string, SetContents>();
+  /** The conntrack table, counters and masquerade addresses of a filter with conntrack. */
+  conntrack: FilterConntrack | undefined;
 
-  /** A state whose sets hold the definition's initial elements. */
-  constructor(definition?: DefinitionLike) {
-    if (definition) for (const s of toDefinition(definition).sets) this.declareSet(s);
+  /** A state whose sets hold the definition's initial elements (and, with conntrack, an empty table hashed with `ctSeed`). */
+  constructor(definition?: DefinitionLike, options: { ctSeed?: number } = {}) {
+    if (definition) {
+      const def = toDefinition(definition);
+      for (const s of def.sets) this.declareSet(s);
+      if (def.conntrack) this.conntrack = new FilterConntrack(def.conntrack, options.ctSeed ?? 0);
+    }
   }
 
   /** @internal make sure the set exists (with its initial elements the first time). */
@@ -175,12 +186,13 @@ export interface LogEvent {
 }
 
 export interface EvalResult {
+  /** The packet's fate: a NAT action accepts (and conntrack may still drop: see ctDropped). */
   verdict: Verdict;
   /** The rule whose action decided; undefined when a chain policy did. */
   ruleId?: number;
   rule?: string;
-  /** 'rule' or the policy of `policyChain`. */
-  decidedBy: 'rule' | 'policy';
+  /** 'rule', the policy of `policyChain`, or 'conntrack' (a reply of an accepted connection, accepted before the rules). */
+  decidedBy: 'rule' | 'policy' | 'conntrack';
   policyChain?: string;
   program: string;
   hook: Hook;
@@ -200,6 +212,19 @@ export interface EvalResult {
   rejectSuppressed?: string;
   /** The parsed packet, as the rules saw it. */
   view: PacketView;
+  /** Conntrack (filters with conntrack, tc hooks): what the packet was to it, and its connection after it. */
+  ct?: {
+    state: CtState;
+    /** The connection's mark as the rules left it. */
+    mark: number;
+    direction?: 'original' | 'reply';
+    /** The connection's primary entry after the packet. */
+    entry?: CtEntry;
+    /** The accepted packet was dropped by conntrack: no free SNAT port, a DNAT tuple clash, a failed rewrite. */
+    dropped?: 'nat-exhausted' | 'clash' | 'error';
+  };
+  /** The frame as it leaves when accepted (translated by NAT; equal to the input otherwise). Filters with conntrack only. */
+  packet?: Buffer;
 }
 
 // ---------------------------------------------------------------------------
@@ -235,6 +260,26 @@ export function evaluate(definition: DefinitionLike, packet: Uint8Array, options
     interfaces: options.interfaces,
     mark: program.hook === 'xdp' ? 0 : (options.mark ?? 0) >>> 0,
   };
+  // Conntrack before the rules (sdk/ct-filter.ts): a reply of an accepted connection ends here.
+  let ctRun: CtRun | undefined;
+  if (def.conntrack && program.hook !== 'xdp') {
+    state.conntrack ??= new FilterConntrack(def.conntrack);
+    ctRun = { fc: state.conntrack, pkt: Buffer.from(packet), v: view, hook: program.hook === 'tc-egress' ? HOOK_EGRESS : HOOK_INGRESS, ifindex: ctx.ifindex, now };
+    ctx.ct = ctPre(ctRun);
+  }
+  const snatInFilter = ctRun !== undefined && def.chains.some((c) => c.rules.some((r) => r.actions.some((a) => a.kind === 'snat' || a.kind === 'masquerade')));
+  const ctInfo = (): EvalResult['ct'] => {
+    const c = ctx.ct!;
+    const info: NonNullable<EvalResult['ct']> = { state: c.state, mark: c.mark };
+    if (c.kind === 'conn' && ctRun) {
+      const entry = ctRun.fc.ct.get(c.key ?? keyOf(c.t!));
+      if (entry && entry.role === CT_PRIMARY) {
+        info.entry = entry;
+        info.direction = c.dir === 1 ? 'reply' : 'original';
+      }
+    }
+    return info;
+  };
 
   const trace: TraceStep[] = [];
   const tracing = options.trace !== false;
@@ -245,10 +290,19 @@ export function evaluate(definition: DefinitionLike, packet: Uint8Array, options
   let chain = entry;
   let i = 0;
 
-  const finish = (verdict: Verdict, by: { rule: RuleDef } | { policy: ChainDef }, extra: Partial<EvalResult> = {}): EvalResult => {
+  const finish = (verdict: Verdict, by: { rule: RuleDef } | { policy: ChainDef } | 'conntrack', extra: Partial<EvalResult> = {}): EvalResult => {
+    let dropped: NonNullable<EvalResult['ct']>['dropped'];
+    if (ctRun && ctx.ct && verdict === 'accept' && by !== 'conntrack' && ctNeed(ctx.ct, ctRun.hook, snatInFilter)) {
+      const before = { ...ctRun.fc.stats };
+      if (ctCommit(ctRun, ctx.ct) === 'drop') {
+        verdict = 'drop';
+        const st = ctRun.fc.stats;
+        dropped = st.dropNatExhausted > before.dropNatExhausted ? 'nat-exhausted' : st.dropClash > before.dropClash ? 'clash' : 'error';
+      }
+    }
     const r: EvalResult = {
       verdict,
-      decidedBy: 'rule' in by ? 'rule' : 'policy',
+      decidedBy: by === 'conntrack' ? 'conntrack' : 'rule' in by ? 'rule' : 'policy',
       program: program.name,
       hook: program.hook,
       chainPath: [...frames.map((f) => f.chain.name), chain.name],
@@ -259,10 +313,18 @@ export function evaluate(definition: DefinitionLike, packet: Uint8Array, options
       view,
       ...extra,
     };
-    if ('rule' in by) {
+    if (by === 'conntrack') {
+      /* decided before the rules */
+    } else if ('rule' in by) {
       r.ruleId = by.rule.id;
       r.rule = by.rule.name;
     } else r.policyChain = by.policy.name;
+    if (ctRun && ctx.ct) {
+      const info = ctInfo()!;
+      if (dropped) info.dropped = dropped;
+      r.ct = info;
+      r.packet = ctRun.pkt;
+    }
     if (verdict === 'reject') {
       const why = rejectSuppressed(view);
       if (why !== undefined) r.rejectSuppressed = why;
@@ -287,6 +349,8 @@ export function evaluate(definition: DefinitionLike, packet: Uint8Array, options
     }
     return finish(entry.policy as Verdict, { policy: entry });
   };
+
+  if (ctx.ct?.done) return finish(ctx.ct.done, 'conntrack');
 
   for (;;) {
     if (i >= chain.rules.length) {
@@ -318,6 +382,14 @@ export function evaluate(definition: DefinitionLike, packet: Uint8Array, options
         logs.push(ev);
       } else if (a.kind === 'mark') {
         ctx.mark = ((ctx.mark & ~a.mask) | a.value) >>> 0;
+      } else if (a.kind === 'ctMark') {
+        if (ctx.ct) {
+          ctx.ct.mark = ((ctx.ct.mark & ~a.mask) | a.value) >>> 0;
+          ctx.ct.markSet = true;
+        }
+      } else if (isNatAction(a)) {
+        if (ctx.ct) ctx.ct.nat = natChoice(a, rule.id);
+        next = finish('accept', { rule });
       } else if (a.kind === 'limit') {
         if (!takeToken(state, a, view, now)) {
           step.limited = true;
@@ -350,6 +422,38 @@ export function evaluate(definition: DefinitionLike, packet: Uint8Array, options
   }
 }
 
+/** One packet of a sequence: the frame, the hook it meets, and optionally its time and interface. */
+export interface SequencePacket {
+  data: Uint8Array;
+  hook?: Hook;
+  now?: bigint | number;
+  ifindex?: number;
+  mark?: number;
+}
+
+/**
+ * Run packets one after the other through one state (sets, buckets,
+ * conntrack): what a filter with conntrack means for a sequence. Each result
+ * carries the packet as it left (`packet`) and its connection (`ct`).
+ */
+export function evaluateSequence(definition: DefinitionLike, packets: Iterable<SequencePacket>, options: Omit<EvalOptions, 'hook' | 'now' | 'ifindex' | 'mark'> = {}): { state: EvalState; results: EvalResult[] } {
+  const state = options.state ?? new EvalState(definition);
+  const results: EvalResult[] = [];
+  for (const p of packets) {
+    results.push(
+      evaluate(definition, p.data, {
+        ...options,
+        state,
+        ...(p.hook ? { hook: p.hook } : {}),
+        ...(p.now !== undefined ? { now: p.now } : {}),
+        ...(p.ifindex !== undefined ? { ifindex: p.ifindex } : {}),
+        ...(p.mark !== undefined ? { mark: p.mark } : {}),
+      }),
+    );
+  }
+  return { state, results };
+}
+
 interface Ctx {
   view: PacketView;
   state: EvalState;
@@ -357,6 +461,25 @@ interface Ctx {
   ifname: string | undefined;
   interfaces: Readonly<Record<string, number>> | undefined;
   mark: number;
+  /** Conntrack's view of the packet (filters with conntrack, tc hooks). */
+  ct?: CtPacket;
+}
+
+function addrWordsOf(text: string): { family: 4 | 6; words: [number, number, number, number] } {
+  const c = parseCidr(text);
+  if ('error' in c) throw new TsbpfError('INVALID_ARGUMENT', c.error);
+  if (c.family === 4) return { family: 4, words: [c.addr >>> 0, 0, 0, 0] };
+  const w = [0, 1, 2, 3].map((i) => Number((c.addr >> BigInt(96 - 32 * i)) & 0xffffffffn)) as [number, number, number, number];
+  return { family: 6, words: w };
+}
+
+/** The NAT action's parameters as the C code holds them (tsbpf_fct_set_nat). */
+function natChoice(a: Extract<ActionDef, { kind: 'snat' | 'dnat' | 'masquerade' }>, ruleId: number): NonNullable<CtPacket['nat']> {
+  if (a.kind === 'masquerade') return { kind: 2, family: 0, lo: [0, 0, 0, 0], hi: [0, 0, 0, 0], pmin: a.ports?.[0] ?? 0, pmax: a.ports?.[1] ?? 0, ruleId };
+  const lo = addrWordsOf(a.to[0]);
+  const hi = addrWordsOf(a.to[1]);
+  const ports = a.kind === 'snat' ? a.ports : a.port;
+  return { kind: a.kind === 'snat' ? 1 : 3, family: lo.family, lo: lo.words, hi: hi.words, pmin: ports?.[0] ?? 0, pmax: ports?.[1] ?? 0, ruleId };
 }
 
 /**
@@ -412,8 +535,12 @@ function tupleOf(v: PacketView): LogEvent['tuple'] {
 // Matching
 
 /** The value of a numeric field, or undefined when the packet does not have it. */
-export function fieldValue(view: PacketView, field: NumField, meta: { ifindex: number; mark: number }): number | undefined {
+export function fieldValue(view: PacketView, field: NumField, meta: { ifindex: number; mark: number; ct?: { state: CtState; mark: number } | undefined }): number | undefined {
   switch (field) {
+    case 'ct.mark': {
+      const st = meta.ct?.state;
+      return st === 'new' || st === 'established' || st === 'related' ? meta.ct!.mark : undefined;
+    }
     case 'pkt.len':
       return view.len;
     case 'meta.ifindex':
@@ -540,7 +667,7 @@ function test(p: FieldPredicate, ctx: Ctx): boolean {
 }
 
 // Ethertypes and marks read better in hex.
-const HEX_FIELDS = new Set<NumField>(['eth.type', 'meta.mark', 'tcp.flags']);
+const HEX_FIELDS = new Set<NumField>(['eth.type', 'meta.mark', 'tcp.flags', 'ct.mark']);
 const num = (field: NumField, x: number) => (HEX_FIELDS.has(field) ? `0x${x.toString(16)}` : String(x));
 const rangesText = (field: NumField, rs: ReadonlyArray<readonly [number, number]>) =>
   rs.length ? rs.map(([a, b]) => (a === b ? num(field, a) : `${num(field, a)}-${num(field, b)}`)).join(',') : '(nothing)';
@@ -597,8 +724,10 @@ function evalPredicate(p: FieldPredicate, ctx: Ctx): Omit<Check, 'predicate'> {
       const result = p.names.some((n) => (ctx.ifname !== undefined ? ctx.ifname === n : ctx.interfaces?.[n] === ctx.ifindex));
       return { text: `interface ${ctx.ifname ?? `#${ctx.ifindex}`} in ${p.names.join(',')}`, result };
     }
-    case 'ct':
-      throw new TsbpfError('INVALID_ARGUMENT', 'conntrack state matching is not implemented yet');
+    case 'ct': {
+      const st = ctx.ct?.state ?? 'untracked';
+      return { text: `ct state ${st} in ${p.states.join(',')}`, result: p.states.includes(st) };
+    }
   }
 }
 

@@ -20,9 +20,8 @@
  *   a layer is present); `not` of it is therefore true.
  *
  * Stability: this file is a contract with codegen/. Changes are additive only.
- * Extension points kept open: conntrack (`ct` predicate, later `ct.mark`, a
- * Definition-level conntrack config), NAT (`snat`/`dnat`/`masquerade` action
- * kinds), services, and classification plans (codegen-side, keyed by rule id).
+ * Conntrack: `ct` predicates, the `ct.mark` field, `ctMark` and the NAT
+ * actions (snat/dnat/masquerade), and Definition.conntrack.
  */
 import type { SourcePosition } from './errors.js';
 import type { Layout } from './layout.js';
@@ -56,7 +55,33 @@ export interface Definition {
   maps: MapDecl[];
   /** Where the definition was written (the filter() call). */
   source?: SourcePosition;
+  /**
+   * Connection tracking for this filter (docs/semantics.md, "Conntrack").
+   * Present when a rule uses a `ct` match, `ctMark` or a NAT action, or when
+   * the filter asked for it; absent otherwise (the filter then compiles
+   * exactly as without conntrack).
+   */
+  conntrack?: ConntrackDef;
 }
+
+/** A filter's conntrack table. */
+export interface ConntrackDef {
+  /** Entries of the LRU hash (a NAT'd connection takes 2 or 3). */
+  maxEntries: number;
+  /** Seconds by state name (sdk/ct.ts DEFAULT_TIMEOUTS for the rest). */
+  timeouts?: Partial<Record<CtTimeoutName, number>>;
+  /**
+   * Let a TCP packet other than a SYN open a connection (picked up
+   * mid-stream, netfilter's nf_conntrack_tcp_loose=1). Default false: such a
+   * packet is `invalid`.
+   */
+  tcpLoose?: boolean;
+}
+
+/** The connection states that have a timeout (sdk/ct.ts CT_STATE without 'none'). */
+export type CtTimeoutName =
+  | 'tcp-syn-sent' | 'tcp-syn-recv' | 'tcp-established' | 'tcp-fin-wait' | 'tcp-closing' | 'tcp-time-wait' | 'tcp-close'
+  | 'udp' | 'udp-replied' | 'icmp' | 'icmp-replied';
 
 /** A BPF program: a hook and the chain it starts in. */
 export interface ProgramDef {
@@ -141,6 +166,8 @@ export type Layer = 'eth' | 'vlan' | 'ip4' | 'ip6' | 'tcp' | 'udp' | 'sctp' | 'i
  * - tcp.flags: the 8 flag bits, FIN=0x01 .. CWR=0x80 (TCP present).
  * - icmp.type, icmp.code: ICMPv4 (ICMP over IPv4 present).
  * - icmp6.type, icmp6.code: ICMPv6 (ICMPv6 over IPv6 present).
+ * - ct.mark: the connection's mark (a connection exists or is opened by this
+ *   packet: ct state new, established or related; 0 for a new one).
  */
 export type NumField =
   | 'pkt.len'
@@ -157,7 +184,8 @@ export type NumField =
   | 'icmp.type'
   | 'icmp.code'
   | 'icmp6.type'
-  | 'icmp6.code';
+  | 'icmp6.code'
+  | 'ct.mark';
 
 /** Largest value of each numeric field (the smallest is 0). */
 export const NUM_FIELD_MAX: Record<NumField, number> = {
@@ -176,6 +204,7 @@ export const NUM_FIELD_MAX: Record<NumField, number> = {
   'icmp.code': 0xff,
   'icmp6.type': 0xff,
   'icmp6.code': 0xff,
+  'ct.mark': 0xffffffff,
 };
 
 /** Fields a port set can be matched against. */
@@ -189,8 +218,16 @@ export type AddrField = Ip4Field | Ip6Field;
 /** Ethernet addresses (present with Ethernet). */
 export type MacField = 'eth.src' | 'eth.dst';
 
-/** Conntrack states (issue 5; not implemented yet: codegen and evaluate reject them). */
-export type CtState = 'new' | 'established' | 'related' | 'invalid';
+/**
+ * What a packet is to conntrack (docs/semantics.md, "Conntrack"):
+ * new (opens a connection, or the original direction before any reply),
+ * established (a reply was seen), related (an ICMP error about a tracked
+ * connection), invalid (cannot open one, or an error about nothing tracked),
+ * untracked (not IP, no ports, a non-first fragment).
+ */
+export type CtState = 'new' | 'established' | 'related' | 'invalid' | 'untracked';
+
+export const CT_STATES: readonly CtState[] = ['new', 'established', 'related', 'invalid', 'untracked'];
 
 /** An inclusive range [min, max] of a numeric field; min <= max. A single value is [v, v]. */
 export type NumRange = [min: number, max: number];
@@ -216,7 +253,7 @@ export type FieldPredicate =
   | { kind: 'mac'; field: MacField; addrs: string[] }
   /** The interface the program runs on has one of these names (resolved to ifindex at load time). */
   | { kind: 'ifname'; names: string[] }
-  /** Conntrack state is one of these (placeholder for issue 5; rejected for now). */
+  /** The packet's conntrack state is one of these. */
   | { kind: 'ct'; states: CtState[] };
 
 // ---------------------------------------------------------------------------
@@ -268,6 +305,8 @@ export type ActionDef =
   | { kind: 'mark'; value: number; mask: number }
   /** Token bucket; stops the rule when it does not pass. */
   | LimitAction
+  /** The connection's mark: mark = (mark & ~mask) | value; stored in its entry when the packet is accepted. */
+  | { kind: 'ctMark'; value: number; mask: number }
   // verdicts: terminal
   | { kind: 'accept' }
   | { kind: 'drop' }
@@ -275,6 +314,12 @@ export type ActionDef =
   | { kind: 'reject' }
   /** Send out of another interface (by index, or by name resolved at load time). */
   | { kind: 'redirect'; ifindex?: number; ifname?: string }
+  /** Accept, translating the source of the connection (tc-egress): address range, optional port range. */
+  | SnatAction
+  /** Accept, translating the destination of the connection (tc-ingress). */
+  | DnatAction
+  /** Accept, translating the source to the egress interface's address (tc-egress). */
+  | MasqueradeAction
   // control flow: last action
   /** Run `chain`; continue after this rule if it ends without a verdict. */
   | { kind: 'jump'; chain: string }
@@ -283,15 +328,46 @@ export type ActionDef =
   /** Leave this chain (back to the caller; in an entry chain: the policy decides). */
   | { kind: 'return' };
 
+/**
+ * NAT actions (accept with translation; docs/semantics.md "NAT"). Addresses
+ * are canonical text; `to` is an inclusive address range whose ends differ
+ * only in the last 32 bits (one family). Port ranges are inclusive.
+ */
+export interface SnatAction {
+  kind: 'snat';
+  to: [first: string, last: string];
+  /** Source ports to use (default: keep the port when free, else 1024-65535; ICMP echo ids 0-65535). */
+  ports?: NumRange;
+}
+
+export interface DnatAction {
+  kind: 'dnat';
+  to: [first: string, last: string];
+  /** Destination port (range: picked by flow hash); default: keep the port. */
+  port?: NumRange;
+}
+
+export interface MasqueradeAction {
+  kind: 'masquerade';
+  ports?: NumRange;
+}
+
+export type NatAction = SnatAction | DnatAction | MasqueradeAction;
+export const NAT_KINDS: readonly ActionKind[] = ['snat', 'dnat', 'masquerade'];
+
 export type ActionKind = ActionDef['kind'];
 export type Verdict = 'accept' | 'drop' | 'reject' | 'redirect';
 
-/** Actions that decide the packet's fate. */
-export const VERDICT_KINDS: readonly ActionKind[] = ['accept', 'drop', 'reject', 'redirect'];
+/** Actions that decide the packet's fate (NAT actions accept). */
+export const VERDICT_KINDS: readonly ActionKind[] = ['accept', 'drop', 'reject', 'redirect', 'snat', 'dnat', 'masquerade'];
 /** Actions that end a rule's action list: verdicts and control flow. */
-export const FINAL_KINDS: readonly ActionKind[] = ['accept', 'drop', 'reject', 'redirect', 'jump', 'goto', 'return'];
+export const FINAL_KINDS: readonly ActionKind[] = ['accept', 'drop', 'reject', 'redirect', 'snat', 'dnat', 'masquerade', 'jump', 'goto', 'return'];
 
-export function isVerdictAction(a: ActionDef): a is Extract<ActionDef, { kind: Verdict }> {
+export function isNatAction(a: ActionDef): a is NatAction {
+  return a.kind === 'snat' || a.kind === 'dnat' || a.kind === 'masquerade';
+}
+
+export function isVerdictAction(a: ActionDef): a is Extract<ActionDef, { kind: Verdict }> | NatAction {
   return (VERDICT_KINDS as readonly string[]).includes(a.kind);
 }
 
@@ -357,3 +433,29 @@ export const INTERVAL_NS: Record<LimitAction['interval'], bigint> = {
   hour: 3_600_000_000_000n,
   day: 86_400_000_000_000n,
 };
+
+/** Whether a match uses conntrack (a `ct` state or `ct.mark` predicate). */
+export function matchUsesCt(m: MatchExpr): boolean {
+  switch (m.kind) {
+    case 'and':
+    case 'or':
+      return m.args.some(matchUsesCt);
+    case 'not':
+      return matchUsesCt(m.arg);
+    case 'ct':
+      return true;
+    case 'num':
+    case 'bits':
+      return m.field === 'ct.mark';
+    default:
+      return false;
+  }
+}
+
+/** Whether a rule needs conntrack: a ct match, ctMark or a NAT action. */
+export function ruleUsesCt(r: RuleDef): boolean {
+  return matchUsesCt(r.match) || r.actions.some((a) => a.kind === 'ctMark' || isNatAction(a));
+}
+
+/** Default conntrack size of a filter that uses it without saying. */
+export const DEFAULT_CT_ENTRIES = 65536;

@@ -19,7 +19,8 @@ const USAGE = [
   '       tsbpf ct flush  [NAME | --pin DIR]',
   '       tsbpf ct gc     [NAME | --pin DIR]',
   '',
-  '  The conntrack table of a services program whose maps are pinned (LoadedServices.pin(dir)).',
+  '  The conntrack table of a program whose maps are pinned: a filter with conntrack loaded by',
+  '  `tsbpf load` (or LoadedFilter.pin(dir)), or a services program (LoadedServices.pin(dir)).',
   '  NAME           pinned under /sys/fs/bpf/tsbpf/NAME',
   '  --pin DIR      the pin directory (it holds tsbpf_ct)',
   '  FILTER         --src A --dst A --sport N --dport N --proto tcp|udp|icmp|icmp6 --state S',
@@ -43,7 +44,7 @@ function endpoints(e: { src: string; sport: number; dst: string; dport: number }
 
 export const ct: Command = {
   name: 'ct',
-  summary: 'list, delete, flush and collect conntrack entries of a pinned services program',
+  summary: 'list, delete, flush and collect conntrack entries of a pinned filter or services program',
   usage: USAGE,
   async run(argv, io) {
     const { values, positionals } = parseArgs({
@@ -106,7 +107,7 @@ export const ct: Command = {
     try {
       map = openPinnedMap(path.join(dir, 'tsbpf_ct'), { key: CT_KEY, value: CT_ENTRY }) as BpfMap<unknown, unknown>;
     } catch (e) {
-      throw new TsbpfError('PIN_NOT_FOUND', `no conntrack map pinned at ${path.join(dir, 'tsbpf_ct')}`, { hint: 'pin the services program (LoadedServices.pin(dir)) and name that directory', cause: e });
+      throw new TsbpfError('PIN_NOT_FOUND', `no conntrack map pinned at ${path.join(dir, 'tsbpf_ct')}`, { hint: 'load a filter that uses conntrack with tsbpf load (or pin a services program) and name that directory', cause: e });
     }
     try {
       if (sub === 'flush') {

@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { compile } from '../../codegen/compile.js';
 import { describePlan } from '../../codegen/classify/describe.js';
 import type { ClassifyMode } from '../../codegen/classify/plan.js';
-import { evaluate } from '../../sdk/evaluate.js';
+import { evaluate, EvalState } from '../../sdk/evaluate.js';
 import type { Hook } from '../../sdk/model.js';
 import { parsePacketSpec, PACKET_SPEC_SYNTAX } from '../../sdk/packet-spec.js';
 import type { Command, Io } from '../command.js';
@@ -48,9 +48,12 @@ export const explain: Command = {
     if (values.plan) printPlan(filter, io, classify);
     const model = filter.toModel();
     const hook: Hook = values.hook ? parseHook(values.hook) : model.programs[0]!.hook;
+    // One state for all the packets: with conntrack, later packets see the connections earlier ones opened.
+    const state = new EvalState(filter);
     for (const p of packets) {
       const r = evaluate(filter, p.data, {
         hook,
+        state,
         ...(p.context.ifindex !== undefined ? { ifindex: p.context.ifindex } : {}),
         ...(p.context.ifname !== undefined ? { ifname: p.context.ifname } : {}),
         ...(p.context.mark !== undefined ? { mark: p.context.mark } : {}),
@@ -61,8 +64,10 @@ export const explain: Command = {
         const mark = t.matched ? (t.limited ? '~' : '✓') : '✗';
         io.out(`  ${mark} ${t.chain}/${t.rule}: ${t.why}${t.matched && t.actions.length ? `  => ${t.actions.join(', ')}` : ''}${t.limited ? ' (over its limit: skipped)' : ''}`);
       }
-      const by = r.decidedBy === 'rule' ? `rule '${r.rule}'` : `the policy of chain '${r.policyChain}'`;
+      if (r.ct) io.out(`ct:     ${r.ct.state}${r.ct.mark ? `, mark 0x${r.ct.mark.toString(16)}` : ''}${r.ct.dropped ? `, dropped (${r.ct.dropped})` : ''}`);
+      const by = r.decidedBy === 'rule' ? `rule '${r.rule}'` : r.decidedBy === 'conntrack' ? 'conntrack: a reply of an accepted connection' : `the policy of chain '${r.policyChain}'`;
       io.out(`verdict: ${r.verdict} (by ${by}; chains ${r.chainPath.join(' -> ')})`);
+      if (r.packet && r.verdict === 'accept' && !r.packet.equals(Buffer.from(p.data))) io.out(`out:    ${describePacket(r.packet)}`);
       if (r.verdict === 'reject') io.out(r.data ? `reply:   ${describePacket(r.data)}` : `reply:   none (${r.rejectSuppressed ?? 'suppressed'})`);
       io.out('');
     }

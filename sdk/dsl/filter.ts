@@ -11,7 +11,10 @@ import {
   type ActionDef,
   type ChainDef,
   type ChainPolicy,
+  type ConntrackDef,
   type Definition,
+  DEFAULT_CT_ENTRIES,
+  ruleUsesCt,
   type Hook,
   type MapDecl,
   type ProgramDef,
@@ -85,6 +88,14 @@ export type BuildResult = Chain | Partial<Record<Hook, Chain>>;
 export interface FilterOptions {
   /** Hook(s) to build a program for; may be omitted when build returns a per-hook record. */
   hook?: Hook | readonly Hook[];
+  /**
+   * The filter's conntrack table (tc hooks only). A filter whose rules use
+   * `match.ct`, `ctMark` or a NAT action gets one of DEFAULT_CT_ENTRIES
+   * entries without asking; `true` or an object asks for one anyway (replies
+   * of accepted connections are then accepted before the rules); `false`
+   * refuses one (and ct rules are then an error).
+   */
+  conntrack?: boolean | { maxEntries?: number; timeouts?: ConntrackDef['timeouts']; tcpLoose?: boolean };
 }
 
 /** A validated filter. */
@@ -225,6 +236,17 @@ export function filter(name: string, a: FilterOptions | ((ctx: FilterContext) =>
 
   const definition: Definition = { version: MODEL_VERSION, name, programs, chains: chainDefs, sets: setDecls, maps: mapDecls };
   if (source) definition.source = source;
+  const ctOpt = options.conntrack;
+  const usesCt = chainDefs.some((c) => c.rules.some(ruleUsesCt));
+  if (ctOpt === false) {
+    if (usesCt) problems.push({ message: 'rules use conntrack (ct matches, ctMark or NAT), but the filter says conntrack: false', source });
+  } else if (ctOpt !== undefined || usesCt) {
+    const o = typeof ctOpt === 'object' ? ctOpt : {};
+    const ct: ConntrackDef = { maxEntries: o.maxEntries ?? DEFAULT_CT_ENTRIES };
+    if (o.timeouts) ct.timeouts = { ...o.timeouts };
+    if (o.tcpLoose !== undefined) ct.tcpLoose = o.tcpLoose;
+    definition.conntrack = ct;
+  }
   throwProblems(validateDefinition(definition, problems));
   return new Filter(
     definition,

@@ -426,6 +426,30 @@ function markMatcher(): MarkMatcher {
   return fn;
 }
 
+/** `match.ct.mark(5)`, `(range(1, 9))`, `({ value, mask })`, `.bits(value, mask)`. */
+export interface CtMarkMatcher {
+  (spec: NumSpec | { value: number; mask: number }): Match;
+  bits(value: number, mask: number): Match;
+  ne(value: number): Match;
+}
+
+function ctMarkMatcher(): CtMarkMatcher {
+  const num = numMatcher('ct.mark');
+  const bits = (value: number, mask: number) => new Match({ kind: 'bits', field: 'ct.mark', mask, value });
+  const fn = ((spec: NumSpec | { value: number; mask: number }) =>
+    typeof spec === 'object' && spec !== null && 'mask' in spec && 'value' in spec ? bits(spec.value, spec.mask) : num(spec as NumSpec)) as CtMarkMatcher;
+  fn.bits = bits;
+  fn.ne = num.ne;
+  return fn;
+}
+
+/** `match.ct.state('established', 'related')` or `(['established', 'related'])`. */
+function ctState(...states: Array<CtState | readonly CtState[]>): Match {
+  // Unknown states and an empty list are reported by validation (validate.ts), like a hand-built model's.
+  const list = states.flatMap((s) => (Array.isArray(s) ? [...(s as readonly CtState[])] : [s as CtState]));
+  return new Match({ kind: 'ct', states: [...new Set(list)] });
+}
+
 /** The interface the program runs on, by name (resolved at load) or index. */
 function iface(which: string | number | ReadonlyArray<string | number>): Match {
   const list = Array.isArray(which) ? (which as Array<string | number>) : [which as string | number];
@@ -472,9 +496,13 @@ export const match = {
   ifname: (names: string | readonly string[]) => new Match({ kind: 'ifname', names: typeof names === 'string' ? [names] : [...names] }),
   /** Interface by name or index, or a list of them. */
   iface,
-  /** Conntrack (not implemented yet: a rule using it fails validation). */
+  /**
+   * Conntrack (tc hooks): the packet's state and its connection's mark. A
+   * filter that uses these gets a conntrack table (docs/semantics.md).
+   */
   ct: {
-    state: (...states: CtState[]) => new Match({ kind: 'ct', states }),
+    state: ctState,
+    mark: ctMarkMatcher(),
   },
 };
 

@@ -8,6 +8,7 @@
 import type { SourcePosition } from '../errors.js';
 import type { ActionDef, LimitAction } from '../model.js';
 import { INTERVAL_NS } from '../model.js';
+import { parseCidr } from '../addr.js';
 import { callerPosition } from '../source.js';
 import { Match } from './match.js';
 
@@ -27,6 +28,50 @@ export interface LimitOptions {
   by?: 'src' | 'dst';
   /** Buckets kept when `by` is set (LRU); default 65536. */
   maxKeys?: number;
+}
+
+/** An address, or an inclusive range of addresses: `'10.0.0.1'`, `'10.0.0.1-10.0.0.8'`, `['10.0.0.1', '10.0.0.8']`. */
+export type AddrRangeSpec = string | readonly [string, string];
+/** A port, or an inclusive range: `8080`, `[20000, 29999]`. */
+export type PortRangeSpec = number | readonly [number, number];
+
+export interface SnatOptions {
+  /** Source address(es) to translate to. */
+  to: AddrRangeSpec;
+  /** Source ports to use (default: keep the port when free, else 1024-65535). */
+  ports?: PortRangeSpec;
+}
+
+export interface DnatOptions {
+  /** Destination address(es) (a range is spread by flow hash). */
+  to: AddrRangeSpec;
+  /** Destination port or range (default: keep the port). */
+  port?: PortRangeSpec;
+}
+
+export interface MasqueradeOptions {
+  /** Source ports to use (default as for snat). */
+  ports?: PortRangeSpec;
+}
+
+/** Canonical address text ('fd00:0::1' -> 'fd00::1'); anything else is kept for validation to report. */
+function canonicalAddr(text: string): string {
+  if (text.includes('/')) return text;
+  const c = parseCidr(text);
+  return 'error' in c ? text : c.text.slice(0, c.text.indexOf('/'));
+}
+
+function addrRange(to: AddrRangeSpec): [string, string] {
+  if (Array.isArray(to)) return [canonicalAddr(String(to[0])), canonicalAddr(String(to[1]))];
+  const text = String(to);
+  // IPv6 text has no '-', so a dash separates a range.
+  const dash = text.indexOf('-');
+  const [a, b] = dash < 0 ? [text.trim(), text.trim()] : [text.slice(0, dash).trim(), text.slice(dash + 1).trim()];
+  return [canonicalAddr(a), canonicalAddr(b)];
+}
+
+function portRange(p: PortRangeSpec): [number, number] {
+  return typeof p === 'number' ? [p, p] : [p[0], p[1]];
 }
 
 /** The action as written; jump/goto targets resolved to names at build. */
@@ -116,8 +161,35 @@ export class RuleBuilder implements FinalRule {
     return this.with(spec);
   }
 
+  /**
+   * Set the connection's mark: ctmark = (ctmark & ~mask) | value. Stored in
+   * the conntrack entry when the packet is accepted; later packets see it
+   * with `match.ct.mark`.
+   */
+  ctMark(value: number, mask = 0xffffffff): RuleBuilder {
+    return this.with({ kind: 'ctMark', value, mask });
+  }
+
   accept(): FinalRule {
     return this.with({ kind: 'accept' });
+  }
+
+  /**
+   * Accept and translate the connection's source address (and port) at
+   * tc-egress; replies are translated back through conntrack.
+   */
+  snat(options: SnatOptions): FinalRule {
+    return this.with({ kind: 'snat', to: addrRange(options.to), ...(options.ports !== undefined ? { ports: portRange(options.ports) } : {}) });
+  }
+
+  /** Accept and translate the connection's destination (a port forward) at tc-ingress. */
+  dnat(options: DnatOptions): FinalRule {
+    return this.with({ kind: 'dnat', to: addrRange(options.to), ...(options.port !== undefined ? { port: portRange(options.port) } : {}) });
+  }
+
+  /** Accept and translate the source to the address of the interface the packet leaves by (tc-egress). */
+  masquerade(options: MasqueradeOptions = {}): FinalRule {
+    return this.with({ kind: 'masquerade', ...(options.ports !== undefined ? { ports: portRange(options.ports) } : {}) });
   }
 
   drop(): FinalRule {

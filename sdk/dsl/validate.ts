@@ -4,7 +4,7 @@
  * model (so a hand-written or deserialised Definition gets the same checks);
  * each problem names the rule (or chain, set, map) and where it was written.
  */
-import { canonicalMac, parseCidr } from '../addr.js';
+import { canonicalMac, parseCidr, parseIpv4, parseIpv6 } from '../addr.js';
 import { DslError, type SourcePosition } from '../errors.js';
 import {
   FINAL_KINDS,
@@ -19,6 +19,9 @@ import {
   type MatchExpr,
   type NumField,
   type RuleDef,
+  CT_STATES,
+  ruleUsesCt,
+  type Hook,
 } from '../model.js';
 
 export interface Problem {
@@ -33,7 +36,8 @@ const IDENT_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const MAX_NAME = 64;
 const LAYERS = new Set(['eth', 'vlan', 'ip4', 'ip6', 'tcp', 'udp', 'sctp', 'icmp', 'icmp6', 'frag']);
 const MAP_KINDS = new Set(['hash', 'lru_hash', 'array', 'percpu_array', 'percpu_hash', 'lpm_trie', 'ringbuf']);
-const ACTION_KINDS = new Set(['count', 'log', 'mark', 'limit', ...FINAL_KINDS]);
+const ACTION_KINDS = new Set(['count', 'log', 'mark', 'limit', 'ctMark', ...FINAL_KINDS]);
+const CT_TIMEOUT_NAMES = new Set(['tcp-syn-sent', 'tcp-syn-recv', 'tcp-established', 'tcp-fin-wait', 'tcp-closing', 'tcp-time-wait', 'tcp-close', 'udp', 'udp-replied', 'icmp', 'icmp-replied']);
 
 /** What a value of each numeric field is called in messages. */
 const NOUN: Record<NumField, string> = {
@@ -52,6 +56,7 @@ const NOUN: Record<NumField, string> = {
   'icmp.code': 'ICMP code',
   'icmp6.type': 'ICMPv6 type',
   'icmp6.code': 'ICMPv6 code',
+  'ct.mark': 'conntrack mark',
 };
 
 const isU32 = (n: unknown): n is number => typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 0xffffffff;
@@ -172,7 +177,96 @@ export function validateDefinition(def: Definition, extra: Problem[] = []): Prob
   }
 
   checkGraph(def, chains, entries, problems);
+  checkConntrack(def, chains, problems);
   return problems;
+}
+
+/** Where NAT actions may run: DNAT where packets arrive, SNAT/masquerade where they leave. */
+export const NAT_HOOKS: Record<'snat' | 'dnat' | 'masquerade', Hook> = { dnat: 'tc-ingress', snat: 'tc-egress', masquerade: 'tc-egress' };
+
+/** Conntrack config, and which hooks may use ct matches and NAT actions (by the chains each program reaches). */
+function checkConntrack(def: Definition, chains: Map<string, ChainDef>, problems: Problem[]): void {
+  const ct = def.conntrack;
+  const uses = def.chains.some((c) => c.rules.some(ruleUsesCt));
+  if (ct !== undefined) {
+    if (!Number.isInteger(ct.maxEntries) || ct.maxEntries < 16 || ct.maxEntries > 1 << 24) {
+      problems.push({ message: `conntrack maxEntries must be an integer from 16 to ${1 << 24}, got ${String(ct.maxEntries)}`, source: def.source });
+    }
+    if (ct.tcpLoose !== undefined && typeof ct.tcpLoose !== 'boolean') problems.push({ message: 'conntrack tcpLoose must be true or false', source: def.source });
+    for (const [k, v] of Object.entries(ct.timeouts ?? {})) {
+      if (!CT_TIMEOUT_NAMES.has(k)) problems.push({ message: `unknown conntrack timeout '${k}'`, source: def.source, hint: [...CT_TIMEOUT_NAMES].join(', ') });
+      else if (!Number.isInteger(v) || (v as number) < 1 || (v as number) > 0x7fffffff) problems.push({ message: `conntrack timeout '${k}' must be a positive integer of seconds, got ${String(v)}`, source: def.source });
+    }
+  } else if (uses) {
+    for (const c of def.chains) {
+      for (const r of c.rules) {
+        if (!ruleUsesCt(r)) continue;
+        problems.push({
+          message: `rule '${r.name}' uses conntrack (a ct match, ctMark or NAT), but the definition has no conntrack table`,
+          rule: r.name,
+          source: r.source,
+          hint: 'set definition.conntrack = { maxEntries } (filter() does it for you)',
+        });
+      }
+    }
+    return;
+  }
+  if (ct === undefined && !uses) return;
+  for (const p of def.programs) {
+    if (!chains.has(p.entry)) continue;
+    const seen = new Set<string>();
+    const todo = [p.entry];
+    while (todo.length) {
+      const name = todo.pop()!;
+      if (seen.has(name)) continue;
+      seen.add(name);
+      for (const r of chains.get(name)!.rules) {
+        const last = r.actions[r.actions.length - 1];
+        if (last && (last.kind === 'jump' || last.kind === 'goto') && chains.has(last.chain)) todo.push(last.chain);
+        const add = (message: string, hint?: string) => problems.push({ message, rule: r.name, source: r.source, ...(hint ? { hint } : {}) });
+        if (p.hook === 'xdp' && ruleUsesCt(r)) {
+          add(`rule '${r.name}' uses conntrack, which runs at tc hooks only, but chain '${name}' is reached from the xdp program`, "use hook 'tc-ingress' (or 'tc-egress') for stateful rules");
+          continue;
+        }
+        if (last && (last.kind === 'snat' || last.kind === 'dnat' || last.kind === 'masquerade') && NAT_HOOKS[last.kind] !== p.hook) {
+          add(
+            `rule '${r.name}': ${last.kind} is allowed at ${NAT_HOOKS[last.kind]} only, but chain '${name}' is reached from the ${p.hook} program`,
+            last.kind === 'dnat' ? 'DNAT decides where a connection goes: put it where packets arrive (tc-ingress)' : 'SNAT and masquerade change the source where packets leave: put them at tc-egress',
+          );
+        }
+      }
+    }
+  }
+  if (ct !== undefined && def.programs.length > 0 && def.programs.every((p) => p.hook === 'xdp')) {
+    problems.push({ message: 'conntrack runs at tc hooks only, and this filter has only an xdp program', source: def.source });
+  }
+}
+
+function parseAddr(text: string): { family: 4 | 6; value: bigint } | undefined {
+  if (typeof text !== 'string' || text.includes('/')) return undefined;
+  const v4 = parseIpv4(text);
+  if (v4 !== undefined) return { family: 4, value: BigInt(v4 >>> 0) };
+  const v6 = parseIpv6(text);
+  return v6 === undefined ? undefined : { family: 6, value: v6 };
+}
+
+function checkAddrRange(kind: string, to: unknown, add: (m: string, hint?: string) => void): void {
+  if (!Array.isArray(to) || to.length !== 2) return add(`${kind} needs an address or an address range in 'to'`);
+  const a = parseAddr(to[0] as string);
+  const b = parseAddr(to[1] as string);
+  if (!a || !b) return add(`${kind}: '${String(!a ? to[0] : to[1])}' is not an IPv4 or IPv6 address`, "give an address ('10.0.0.1') or a range ('10.0.0.1-10.0.0.8')");
+  if (a.family !== b.family) return add(`${kind}: the range ${to[0]}-${to[1]} mixes IPv4 and IPv6`);
+  if (a.value > b.value) return add(`${kind}: the range ${to[0]}-${to[1]} is empty (first > last)`);
+  if (a.family === 6 && a.value >> 32n !== b.value >> 32n) add(`${kind}: an IPv6 range may only vary in its last 32 bits (${to[0]}-${to[1]})`);
+}
+
+function checkPorts(kind: string, ports: unknown, add: (m: string, hint?: string) => void): void {
+  if (ports === undefined) return;
+  if (!Array.isArray(ports) || ports.length !== 2) return add(`${kind}: ports must be a port or a [from, to] range`);
+  const [a, b] = ports as number[];
+  for (const v of [a, b]) if (!Number.isInteger(v) || v! < 0 || v! > 0xffff) return add(`${kind}: port ${String(v)} is out of range (0..65535)`);
+  if (a! > b!) add(`${kind}: port range ${a}-${b} is empty (from > to)`);
+  else if (a === 0 && b === 0) add(`${kind}: port range 0-0 is not usable`);
 }
 
 function checkMatch(e: MatchExpr, sets: Map<string, Definition['sets'][number]>, add: (m: string, hint?: string) => void): void {
@@ -250,7 +344,8 @@ function checkPredicate(p: FieldPredicate, sets: Map<string, Definition['sets'][
       for (const n of p.names) if (typeof n !== 'string' || n.length === 0 || n.length > 15 || /[\s/]/.test(n)) add(`'${String(n)}' is not a valid interface name (1 to 15 characters, no space or /)`);
       return;
     case 'ct':
-      add('conntrack state matching is not implemented yet', 'see issue 5 (stateful datapath)');
+      if (!Array.isArray(p.states) || p.states.length === 0) add('a conntrack state match needs at least one state');
+      else for (const st of p.states) if (!CT_STATES.includes(st)) add(`unknown conntrack state '${String(st)}' (known: ${CT_STATES.join(', ')})`);
       return;
     default:
       add(`unknown match kind '${String((p as { kind: unknown }).kind)}'`);
@@ -277,9 +372,10 @@ function checkActions(
         else if (entries.has(a.chain)) add(`cannot ${a.kind} to '${a.chain}': it is a program's entry chain`, 'declare a separate chain for the shared rules');
         break;
       }
+      case 'ctMark':
       case 'mark':
-        if (!isU32(a.value) || !isU32(a.mask)) add(`mark value and mask must be integers from 0 to 0xffffffff, got ${String(a.value)} / ${String(a.mask)}`);
-        else if ((a.value & ~a.mask) !== 0) add(`mark value 0x${a.value.toString(16)} has bits outside the mask 0x${a.mask.toString(16)}`);
+        if (!isU32(a.value) || !isU32(a.mask)) add(`${a.kind === 'ctMark' ? 'ctMark' : 'mark'} value and mask must be integers from 0 to 0xffffffff, got ${String(a.value)} / ${String(a.mask)}`);
+        else if ((a.value & ~a.mask) !== 0) add(`${a.kind} value 0x${a.value.toString(16)} has bits outside the mask 0x${a.mask.toString(16)}`);
         break;
       case 'limit': {
         const id = nextLimit();
@@ -304,6 +400,14 @@ function checkActions(
         else if (byName && (typeof a.ifname !== 'string' || a.ifname.length === 0 || a.ifname.length > 15)) add(`'${String(a.ifname)}' is not a valid interface name (1 to 15 characters)`);
         break;
       }
+      case 'snat':
+      case 'dnat':
+        checkAddrRange(a.kind, a.to, add);
+        checkPorts(a.kind, a.kind === 'snat' ? a.ports : a.port, add);
+        break;
+      case 'masquerade':
+        checkPorts(a.kind, a.ports, add);
+        break;
       case 'log':
         if (a.prefix !== undefined && (typeof a.prefix !== 'string' || a.prefix.length > 64 || !/^[\x20-\x7e]*$/.test(a.prefix))) {
           add('log prefix must be printable ASCII of at most 64 characters');

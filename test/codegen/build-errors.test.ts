@@ -65,8 +65,8 @@ test('an unknown set, and a set of the wrong family', () => {
   expectDslError(withRule('input', 0, { match: { kind: 'addrSet', field: 'ip6.src', set: 'blocklist' } }), /blocklist/, 'blocked');
 });
 
-test('conntrack matches are not supported yet', () => {
-  expectDslError(withRule('input', 4, { match: { kind: 'ct', states: ['established'] } }), /conntrack|ct/i, 'input#4');
+test('a conntrack match in a definition without a conntrack table', () => {
+  expectDslError(withRule('input', 4, { match: { kind: 'ct', states: ['established'] } }), /uses conntrack.*no conntrack table/, 'input#4');
 });
 
 test('a token bucket too large for 62 bits', () => {

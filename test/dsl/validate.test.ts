@@ -181,7 +181,7 @@ test('unknown names, bad values of other fields', () => {
     ['dscp', failure(({ chain }) => chain('input', {}, [rule(match.ip.dscp(64)).drop()])), 'DSCP 64 is out of range (0..63)'], // @dscp
     ['mac', failure(({ chain }) => chain('input', {}, [rule(match.eth.src('aa:bb:cc:dd:ee' as never)).drop()])), "'aa:bb:cc:dd:ee' is not a valid MAC address (use 'aa:bb:cc:dd:ee:ff')"], // @mac
     ['flag', failure(({ chain }) => chain('input', {}, [rule(match.tcp.flags('sin' as never)).drop()])), "unknown TCP flag 'sin' (known: fin, syn, rst, psh, ack, urg, ece, cwr)"], // @flag
-    ['ct', failure(({ chain }) => chain('input', {}, [rule(match.ct.state('established')).accept()])), 'conntrack state matching is not implemented yet'], // @ct
+    ['ct', failure(({ chain }) => chain('input', {}, [rule(match.ct.state('establishd' as never)).accept()])), "unknown conntrack state 'establishd' (known: new, established, related, invalid, untracked)"], // @ct
     ['frac', failure(({ chain }) => chain('input', {}, [rule(match.len(1.5)).drop()])), 'packet length 1.5 is not an integer'], // @frac
   ];
   for (const [marker, e, message] of cases) expectError(e, { marker, rule: 'input#0', message });

@@ -15,6 +15,8 @@ import { firewall } from '../../examples/firewall.js';
 import { droplist } from '../../examples/xdp-droplist.js';
 import { rateLimiter } from '../../examples/rate-limiter.js';
 import { egressAllow } from '../../examples/egress-allow.js';
+import { statefw } from '../../examples/stateful-firewall.js';
+import { monotonicNs } from '../../runtime/conntrack.js';
 
 const EXAMPLES: Array<{ name: string; filter: Filter; hook: Hook; bias: PacketBias; setup?: (f: LoadedFilter) => void }> = [
   { name: 'firewall', filter: firewall, hook: 'tc-ingress', bias: { ipv4: ['10.0.0.0/8'], ports: [22, 80, 443, 8080], protos: [6, 17, 1, 58] } },
@@ -30,6 +32,8 @@ const EXAMPLES: Array<{ name: string; filter: Filter; hook: Hook; bias: PacketBi
   },
   { name: 'rate-limiter', filter: rateLimiter, hook: 'tc-ingress', bias: { ports: [53, 80], protos: [6, 17, 1] } },
   { name: 'egress-allow', filter: egressAllow, hook: 'tc-egress', bias: { ipv4: ['10.0.0.0/8', '192.168.0.0/16'], ports: [53, 443], protos: [6, 17, 1, 58] } },
+  // Conntrack carries state from packet to packet on both sides (the real traffic is in test/filter/conntrack-traffic.test.ts).
+  { name: 'stateful-firewall', filter: statefw, hook: 'tc-ingress', bias: { ipv4: ['10.0.0.0/30'], ports: [80, 8080], protos: [6, 17, 1, 58] } },
 ];
 
 if (requireKernel('examples: kernel == evaluate, and real traffic')) {
@@ -50,7 +54,9 @@ if (requireKernel('examples: kernel == evaluate, and real traffic')) {
           const p = randomPacketCase(r, ex.bias);
           if (refused(ex.hook, p.data)) continue;
           // Limits: the evaluator's clock is the kernel's only within a burst, so keep them unexhausted.
-          const want = evaluate(ex.filter, p.data, { hook: ex.hook, state, now: BigInt(i) * 1_000_000_000n });
+          // Conntrack compares expiries with the kernel's clock: give it the same one.
+          const now = ex.filter.definition.conntrack ? monotonicNs() : BigInt(i) * 1_000_000_000n;
+          const want = evaluate(ex.filter, p.data, { hook: ex.hook, state, now });
           const got = f.testRun(ex.hook, p.data);
           const expected = want.verdict === 'reject' && !want.data ? 'drop' : want.verdict;
           assert.is(got.filterVerdict, expected, `${p.description}: evaluator says ${want.verdict} by ${want.rule ?? 'policy'}`);
