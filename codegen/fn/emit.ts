@@ -180,6 +180,11 @@ export interface UnitParts {
   helpers: string[];
   maps: MapInfo[];
   decls: Array<[string, Layout<unknown>]>;
+  /** The C of a filter runChain runs (codegen/fn/filters.ts), and its runners. */
+  filterC?: string;
+  runners?: string[];
+  /** DSL sets are used: their keys and lookups come from tsbpf/filter.h. */
+  dslSets?: boolean;
 }
 
 export function emitUnit(u: UnitParts): string {
@@ -197,9 +202,17 @@ export function emitUnit(u: UnitParts): string {
 #include <tsbpf/parse.h>
 #include <tsbpf/csum.h>
 `);
+  if (u.dslSets || u.filterC) out.push('#include <tsbpf/filter.h>\n');
+  if (u.filterC) out.push(`/* ---- filter compiled in for runChain ---- */\n${u.filterC}\n/* ---- function programs ---- */\n`);
   if (u.decls.length) out.push(cDecls(u.decls));
   for (const m of u.maps) {
     const d = m.decl;
+    if (m.set) {
+      // As codegen/maps.ts declares a filter's set.
+      const lpm = m.set !== 'port';
+      out.push(`struct {\n\t__uint(type, ${lpm ? 'BPF_MAP_TYPE_LPM_TRIE' : 'BPF_MAP_TYPE_HASH'});\n\t__uint(max_entries, ${d.maxEntries});\n${lpm ? '\t__uint(map_flags, BPF_F_NO_PREALLOC);\n' : ''}\t__type(key, ${m.keyC});\n\t__type(value, __u8);\n} ${m.name} SEC(".maps");\n`);
+      continue;
+    }
     const lines = [`\t__uint(type, ${MAP_TYPE[d.kind]});`, `\t__uint(max_entries, ${d.maxEntries});`];
     if (d.kind !== 'ringbuf') {
       lines.push(`\t__type(key, ${m.keyC});`, `\t__type(value, ${m.valueC});`);
@@ -207,6 +220,7 @@ export function emitUnit(u: UnitParts): string {
     out.push(`struct {\n${lines.join('\n')}\n} ${m.name} SEC(".maps");\n`);
   }
   out.push(FN_SUPPORT_C);
+  for (const r of u.runners ?? []) out.push(r + '\n');
   for (const h of u.helpers) out.push(h + '\n');
   for (const p of u.programs) out.push(p.text + '\n');
   out.push('char LICENSE[] SEC("license") = "GPL";\n');

@@ -14,11 +14,14 @@
 import { Node, SyntaxKind, type ArrowFunction, type Expression, type FunctionDeclaration, type FunctionExpression, type Statement } from 'ts-morph';
 import { FIELDS, HEADER_NAMES, HEADER_PRESENT_C, L4_CSUM, PACKET_FIELDS, type FieldSpec, type HeaderName } from '../../sdk/fn/fields.js';
 import type { MapDecl } from '../../sdk/fn/maps.js';
+import { Filter } from '../../sdk/dsl/filter.js';
+import type { MapRef, SetRef, SetType } from '../../sdk/dsl/refs.js';
+import { cIdent } from '../ir.js';
 import type { FnHook } from '../../sdk/fn/program.js';
 import { VERDICT_CONSTANTS } from '../../sdk/fn/verdicts.js';
 import { isStructLayout, type Layout, type StructLayout } from '../../sdk/layout.js';
 import { Reported, type Diagnostics } from './diagnostics.js';
-import { declarationOf, tsbpfName } from './project.js';
+import { declarationOf, tsbpfName, type TsbpfModule } from './project.js';
 import { NOT_CONSTANT, type StaticEvaluator } from './static.js';
 import { big, C_INT, describeTy, isExactBig, layoutIntKind, MAX_SAFE, num, U64_MAX, WIDTH_MAX, type CNum, type Ty, type Val } from './types.js';
 
@@ -30,7 +33,14 @@ export interface MapInfo {
   /** C type of keys and values ('__u32', 'struct flows_key'). */
   keyC?: string;
   valueC?: string;
+  /** A set of the filter DSL (an LPM trie, or a hash of ports): its handle has has(). */
+  set?: SetType;
+  /** Declared with the filter DSL (a filter's set or user map). */
+  dsl?: SetRef | MapRef;
 }
+
+/** runChain calls: per filter, the hooks it runs at and the first call (for diagnostics). */
+export type ChainCalls = Map<Filter, { hooks: Set<FnHook>; node: Node }>;
 
 interface VarInfo {
   cname: string;
@@ -96,6 +106,8 @@ export class Lowerer {
   readonly #helperBusy: Node[] = [];
   /** Names of C globals (maps, programs, helpers): locals must not shadow them. */
   readonly globals = new Set<string>();
+  /** Filters the programs run with runChain. */
+  readonly chainCalls: ChainCalls = new Map();
   #tmp = 0;
 
   constructor(
@@ -766,7 +778,7 @@ export class Lowerer {
     throw this.diags.error(node, `${node.getText()} is not a value a program can use`, 'programs use numbers, bigints and booleans');
   }
 
-  apiValue(e: Node, api: { module: 'fn' | 'layout'; name: string }, scope: Scope): Val {
+  apiValue(e: Node, api: { module: TsbpfModule; name: string }, scope: Scope): Val {
     const vc = VERDICT_CONSTANTS[api.name];
     if (vc && api.module === 'fn') {
       const family = scope.hook === undefined ? undefined : scope.hook === 'xdp' ? 'xdp' : 'tc';
@@ -1014,6 +1026,8 @@ export class Lowerer {
         this.fits(n!, w, args[2]!, 'the new value');
         return num(`fn_csum_replace(${c!.c}, ${o!.c}, ${n!.c}, ${w === 'u16' ? 2 : 4})`, 0n, 0xffffn, 'u16');
       }
+      case 'runChain':
+        return this.runChain(args, e, scope);
       case 'runInNode':
       case 'xdp':
       case 'tcIngress':
@@ -1024,10 +1038,61 @@ export class Lowerer {
     }
   }
 
+  /** runChain(fw, pkt): the filter's entry chain for this hook, compiled into the object, its verdict as this hook's action. */
+  runChain(args: Expression[], e: Node, scope: Scope): Val {
+    this.argCount(e, args, 2, 2, 'runChain(filter, pkt)');
+    if (scope.kind !== 'main') throw this.diags.error(e, 'runChain() belongs in the program function', 'call it from the program: return runChain(fw, pkt)');
+    const target = args[0]!;
+    const v = this.statics.tryEval(target);
+    if (!(v instanceof Filter)) {
+      // A filter() the build was not given: say so (the evaluator's message names the fix).
+      let root: Node = target;
+      while (Node.isPropertyAccessExpression(root)) root = root.getExpression();
+      const d = Node.isIdentifier(root) ? declarationOf(root) : undefined;
+      const init = d && Node.isVariableDeclaration(d) ? d.getInitializer() : undefined;
+      if (init && Node.isCallExpression(init) && tsbpfName(init.getExpression())?.name === 'filter') this.statics.eval(target, 'the filter');
+      throw this.diags.error(
+        target,
+        `runChain() runs a declared chain, and ${target.getText()} is not one`,
+        "pass a filter declared with filter(...) (its entry chain for this hook runs): export const fw = filter('fw', { hook: 'xdp' }, ...); ... return runChain(fw, pkt)",
+      );
+    }
+    const pkt = this.exprInner(args[1]!, scope, { allowAlias: true });
+    if (pkt.ty.t !== 'pkt') throw this.diags.error(args[1]!, 'runChain() runs the chain on the program\'s packet', 'pass the packet parameter: runChain(fw, pkt)');
+    const prog = v.definition.programs.find((p) => p.hook === scope.hook);
+    if (!prog) {
+      throw this.diags.error(target, `filter '${v.name}' has no program for ${scope.hook}`, `declare it for this hook too: filter('${v.name}', { hook: ['${v.definition.programs[0]?.hook ?? 'xdp'}', '${scope.hook}'] }, ...)`);
+    }
+    const have = this.chainCalls.get(v);
+    if (have) have.hooks.add(scope.hook!);
+    else this.chainCalls.set(v, { hooks: new Set([scope.hook!]), node: e });
+    return { ty: { t: 'verdict' }, c: `fn_run_${cIdent(prog.name)}(ctx, &p)` };
+  }
+
+  /** has(key) of a DSL set: the lookups the filter's rules make. */
+  setCall(m: MapInfo, method: string, args: Expression[], e: Node, scope: Scope): Val {
+    if (method !== 'has') throw this.diags.error(e, `a set of the filter DSL has has(key), not ${method}()`, 'change its contents from user space (the loaded map, or EvalState in Node)');
+    this.argCount(e, args, 1, 1, `${m.name}.has(key)`);
+    const k = this.expr(args[0]!, scope);
+    if (m.set === 'ipv6') {
+      if (k.ty.t !== 'ip6') throw this.diags.error(args[0]!, `${m.name} is a set of IPv6 addresses: ask it about one`, `${m.name}.has(pkt.ipv6.src)`);
+      const a = this.tmp('a');
+      const key = this.tmp('k');
+      return {
+        ty: { t: 'bool' },
+        c: `({ struct fn_ip6 ${a} = ${k.c}; struct tsbpf_lpm6_key ${key} = { .prefixlen = 128 }; tsbpf_put32(${key}.addr, ${a}.hi >> 32); tsbpf_put32(${key}.addr + 4, (__u32)${a}.hi); tsbpf_put32(${key}.addr + 8, ${a}.lo >> 32); tsbpf_put32(${key}.addr + 12, (__u32)${a}.lo); bpf_map_lookup_elem(&${m.name}, &${key}) != 0; })`,
+      };
+    }
+    if (k.ty.t !== 'num') throw this.diags.error(args[0]!, `${m.name} is a set of ${m.set === 'port' ? 'ports' : 'IPv4 addresses'}: ask it about a number`);
+    this.fits(k, m.set === 'port' ? 'u16' : 'u32', args[0]!, m.set === 'port' ? 'the port' : 'the address');
+    return { ty: { t: 'bool' }, c: m.set === 'port' ? `tsbpf_in_ports(&${m.name}, ${k.c})` : `tsbpf_in_lpm4(&${m.name}, ${k.c})` };
+  }
+
   // -- maps
 
   mapCall(mapName: string, method: string, args: Expression[], e: Node, scope: Scope): Val {
     const m = this.maps.get(mapName)!;
+    if (m.set) return this.setCall(m, method, args, e, scope);
     const kind = m.decl.kind;
     const isArray = kind === 'array' || kind === 'percpu_array';
     const isHash = kind === 'hash' || kind === 'lru_hash' || kind === 'percpu_hash' || kind === 'lru_percpu_hash';

@@ -85,6 +85,12 @@ export type BuildResult = Chain | Partial<Record<Hook, Chain>>;
 export interface FilterOptions {
   /** Hook(s) to build a program for; may be omitted when build returns a per-hook record. */
   hook?: Hook | readonly Hook[];
+  /**
+   * Sets and maps declared on their own (declareSet, declareMap) that this
+   * filter has too: its rules can match against the sets, and function
+   * programs that take the same values share the kernel maps with it.
+   */
+  uses?: ReadonlyArray<SetRef<any> | MapRef<any, any>>;
 }
 
 /** A validated filter. */
@@ -124,6 +130,11 @@ export function filter(name: string, a: FilterOptions | ((ctx: FilterContext) =>
   const chains: Chain[] = [];
   const sets: SetRef[] = [];
   const maps: MapRef[] = [];
+  for (const u of options.uses ?? []) {
+    if (u instanceof SetRef) sets.push(u as SetRef);
+    else if (u instanceof MapRef) maps.push(u as MapRef);
+    else throw new DslError('uses takes sets and maps made by declareSet() and declareMap()', { ...(source ? { source } : {}) });
+  }
   let building = true;
   const declaredOutside = (what: string) => {
     if (!building) throw new DslError(`${what} can only be declared while the filter's build function runs`, { source: callerPosition() });

@@ -1,5 +1,6 @@
 /** Handles the DSL hands out for named things: sets and user maps. */
 import type { SourcePosition } from '../errors.js';
+import { callerPosition } from '../source.js';
 import type { Layout } from '../layout.js';
 import type { MapKind, SetDecl } from '../model.js';
 
@@ -39,4 +40,45 @@ export class MapRef<K = unknown, V = unknown> {
     readonly options: MapOptions<K, V>,
     readonly source: SourcePosition | undefined,
   ) {}
+}
+
+/** Options of a set declared on its own (declareSet). */
+export interface DeclareSetOptions<K extends SetType> {
+  /** Capacity of the kernel map (default 1024). */
+  maxEntries?: number;
+  /** Initial contents: CIDRs or addresses (ipv4, ipv6), or ports. */
+  elements?: ReadonlyArray<SetElement<K>>;
+}
+
+/**
+ * A set declared on its own, at the top level of a module, so that both a
+ * filter (`filter(name, { hook, uses: [blocked] }, ...)`, rules match with
+ * `.in(blocked)`) and function programs (`xdp({ maps: { blocked } }, ...)`,
+ * `blocked.has(addr)`) can take it, typed. Built into one object they share
+ * one kernel map.
+ */
+export function declareSet<K extends SetType>(name: string, type: K, options: DeclareSetOptions<K> = {}): SetRef<K> {
+  return new SetRef<K>(name, type, options.maxEntries ?? 1024, options.elements ?? [], callerPosition());
+}
+
+/** A layout, or a function-program integer type carrying one (u32 of tsbpf/fn). */
+export type LayoutOrInt<T> = Layout<T> | { readonly layout: Layout<T> };
+
+export interface DeclareMapOptions<K, V> {
+  kind: MapKind;
+  key?: LayoutOrInt<K>;
+  value?: LayoutOrInt<V>;
+  /** Entries; for a ring buffer its size in bytes. */
+  maxEntries: number;
+}
+
+/**
+ * A typed user map declared on its own (see declareSet): a filter lists it in
+ * `uses`, function programs in their `maps`; `MapRef<K, V>` keeps the types.
+ */
+export function declareMap<K, V>(name: string, options: DeclareMapOptions<K, V>): MapRef<K, V> {
+  const layout = <T>(l: LayoutOrInt<T> | undefined): Layout<T> | undefined => (l && 'layout' in l && !('encode' in l) ? l.layout : (l as Layout<T> | undefined));
+  const key = layout(options.key);
+  const value = layout(options.value);
+  return new MapRef<K, V>(name, { kind: options.kind, ...(key ? { key } : {}), ...(value ? { value } : {}), maxEntries: options.maxEntries }, callerPosition());
 }

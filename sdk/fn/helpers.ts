@@ -9,6 +9,8 @@ import type { Ipv6Address } from './packet.js';
 import type { u32, u64 } from './int.js';
 import type { ProgArray } from './maps.js';
 import type { TcAction, XdpAction } from './verdicts.js';
+import type { Packet, TcPacket } from './packet.js';
+import type { DefinitionLike } from '../dsl/filter.js';
 export { csumUpdate16, csumUpdate32 } from './csum.js';
 
 /** What a run in Node provides to the helpers. */
@@ -18,6 +20,7 @@ export interface RunContext {
   random(): number;
   redirect?: { ifindex: number; flags: number };
   tailCall(progs: ProgArray, index: number): void;
+  runChain(filter: DefinitionLike): number;
 }
 
 let current: RunContext | undefined;
@@ -101,4 +104,22 @@ export function mac(text: string): number {
 /** Whether two IPv6 addresses are equal. */
 export function sameIpv6(a: Ipv6Address, b: Ipv6Address): boolean {
   return a.hi === b.hi && a.lo === b.lo;
+}
+
+/**
+ * Run a filter declared with the DSL (`filter(...)`) on this packet: its
+ * entry chain for the program's hook, with its sets, counters, limits and
+ * marks, and get its verdict as this hook's action: accept -> XDP_PASS /
+ * TC_ACT_OK, drop -> XDP_DROP / TC_ACT_SHOT, redirect -> the redirect. A
+ * reject is a drop here (the reply is the filter's own program's job).
+ *
+ *   return runChain(fw, pkt);                        // the filter decides
+ *   if (runChain(fw, pkt) !== XDP_PASS) return XDP_DROP;
+ *
+ * In the kernel the chain's code is compiled into the function's object
+ * (inline, no tail call), and the filter's maps are the same kernel maps.
+ */
+export function runChain<P extends Packet>(filter: DefinitionLike, pkt: P): P extends TcPacket ? TcAction : XdpAction {
+  void pkt;
+  return ctx('runChain()').runChain(filter) as P extends TcPacket ? TcAction : XdpAction;
 }

@@ -106,13 +106,15 @@ export function runBoth(
 export interface MapCompareOptions {
   /** Per map and struct field: how far apart the two may be (timestamps taken a moment apart). */
   tolerance?: Record<string, Record<string, bigint>>;
+  /** Maps not to compare (DSL sets live in Node's EvalState, not in the maps). */
+  skip?: string[];
 }
 
 /** Differences between the kernel's maps and Node's, per-CPU values summed. */
 export function compareMaps(obj: BpfObject, result: FnCompileResult, jsMaps: MemoryMaps, options: MapCompareOptions = {}): string[] {
   const out: string[] = [];
   for (const m of result.maps) {
-    if (m.kind === 'ringbuf' || m.kind === 'prog_array') continue;
+    if (m.kind === 'ringbuf' || m.kind === 'prog_array' || options.skip?.includes(m.name)) continue;
     const perCpu = m.kind.startsWith('percpu') || m.kind === 'lru_percpu_hash';
     const kernel = new Map<string, unknown>();
     for (const [k, v] of obj.maps[m.name]!.entries()) kernel.set(stable(k), perCpu ? sumCpus(v as unknown[]) : v);
