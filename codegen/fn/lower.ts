@@ -1050,7 +1050,15 @@ export class Lowerer {
       while (Node.isPropertyAccessExpression(root)) root = root.getExpression();
       const d = Node.isIdentifier(root) ? declarationOf(root) : undefined;
       const init = d && Node.isVariableDeclaration(d) ? d.getInitializer() : undefined;
-      if (init && Node.isCallExpression(init) && tsbpfName(init.getExpression())?.name === 'filter') this.statics.eval(target, 'the filter');
+      if (init && Node.isCallExpression(init) && tsbpfName(init.getExpression())?.name === 'filter') {
+        const nameArg = init.getArguments()[0];
+        const name = nameArg ? this.statics.tryEval(nameArg) : undefined;
+        throw this.diags.error(
+          target,
+          `filter '${typeof name === 'string' ? name : target.getText()}' is not among the filters this build was given`,
+          'export the filter from the file and pass its module: compileFunctions(file, { module: await import(file) }) (or { filters: [fw] })',
+        );
+      }
       throw this.diags.error(
         target,
         `runChain() runs a declared chain, and ${target.getText()} is not one`,

@@ -16,7 +16,11 @@ import { randomPacketCase, rng } from '../../sdk/packet-gen.js';
 import { runInNode, type MemoryMaps } from '../../sdk/fn/index.js';
 import * as edgeModule from '../../examples/fn/edge-guard.js';
 import { edge, edgeGuard, MAX_STRIKES } from '../../examples/fn/edge-guard.js';
+import * as chainsModule from './fixtures/chains.js';
+import { tcGate } from './fixtures/chains.js';
 import { requireKernel } from '../kernel.js';
+import path from 'node:path';
+import { repoRoot } from './harness.js';
 import { compareMaps, examplePath, explain, runBoth, stable } from './harness.js';
 
 const ping = (src: string) => packet().eth().ipv4({ src, dst: '10.0.0.1' }).icmp({ type: 8, code: 0 }).build();
@@ -110,6 +114,37 @@ if (requireKernel('fn + DSL (runChain, DSL maps)')) {
       const node: Record<number, number> = {};
       for (const [id, c] of state.counters) node[id] = c.packets;
       assert.equal(kernelCounters(obj), node);
+    });
+  });
+
+  test('differential at TC: 1,200 packets, a chain with jumps, marks, redirect and reject after a rewrite', () => {
+    const r = rng('chains-tc');
+    const cases: Array<{ data: Buffer; description: string; mark: number }> = [];
+    for (let i = 0; i < 900; i++) {
+      const c = randomPacketCase(r, { ports: [8080, 8081, 9, 80], protos: [6, 17], ipv4: ['10.9.0.0/30', '10.8.0.0/30'], ipv6: ['fd09::/126', 'fd08::/126'] });
+      cases.push({ data: c.data, description: c.description, mark: r.pick([0, 0, 0x20, 0x1, 0xffffffff]) });
+    }
+    for (let i = 0; i < 300; i++) {
+      const src = r.pick(['10.9.0.1', '10.8.0.1']);
+      const dport = r.pick([8080, 8081, 80, 9]);
+      const b = packet().eth().ipv4({ src, dst: '10.0.0.1', ttl: r.pick([1, 64]) });
+      const data = r.bool(0.7) ? b.tcp({ sport: 1234, dport, flags: r.pick(['syn', 'ack']) }).build() : b.udp({ sport: 1234, dport }).build();
+      cases.push({ data, description: `${src} -> ${dport}`, mark: r.pick([0, 0x20]) });
+    }
+    const result = compileFunctions(path.join(repoRoot, 'test/fn/fixtures/chains.ts'), { module: chainsModule });
+    withObject(result, (obj) => {
+      const jsMaps: MemoryMaps = {};
+      const run = runBoth(obj, tcGate, 'tcGate', cases, jsMaps, result);
+      assert.is(run.mismatches.length, 0, explain(run.mismatches));
+      // every outcome happened: accept, drop (rules, reject, the function's own), redirect; rewrites too
+      assert.ok(run.verdicts.ok! > 100 && run.verdicts.shot! > 100 && run.verdicts.redirect! > 10, JSON.stringify(run.verdicts));
+      assert.ok(run.rewritten > 20, `rewritten ${run.rewritten}`);
+      assert.equal(compareMaps(obj, result, jsMaps), []);
+      const state = runInNode(tcGate, Buffer.alloc(14), { maps: jsMaps }).state;
+      const node: Record<number, number> = {};
+      for (const [id, c] of state.counters) node[id] = c.packets;
+      assert.equal(kernelCounters(obj), node);
+      assert.ok(Object.keys(node).length >= 5, stable(node));
     });
   });
 
