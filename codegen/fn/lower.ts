@@ -479,6 +479,11 @@ export class Lowerer {
         if (!f.write) throw this.diags.error(t, `pkt.${h}.${name} is read-only`, readOnlyHint(f));
         if (scope.kind !== 'main') throw this.diags.error(t, 'helper functions cannot change the packet', 'change it in the program function');
         const v = rhs(this.fieldRead(f));
+        if (f.type === 'ipv6') {
+          if (v.ty.t !== 'ip6') throw this.diags.error(valueNode ?? whole, `pkt.${h}.${name} takes an IPv6 address, not ${describeTy(v.ty)}`, "ip6('fd00::1'), or another address field");
+          this.fieldWrite(f, v, scope);
+          return;
+        }
         const width = f.type === 'mac' ? 'mac' : f.max === 0xff ? 'u8' : f.max === 0xffff ? 'u16' : f.max === 0xffffffff ? 'u32' : f.max;
         this.fits(v, width, valueNode ?? whole, `pkt.${h}.${name}`);
         this.fieldWrite(f, v, scope);
@@ -868,6 +873,23 @@ export class Lowerer {
 
   fieldWrite(f: FieldSpec, v: Val, scope: Scope): void {
     const wr = f.write!;
+    if (f.header === 'vlan') {
+      const t = this.tmp('w');
+      this.line(scope, `{`);
+      this.line(scope, `\tconst __u16 ${t} = ${v.c};`);
+      this.line(scope, `\tfn_vlan_write(ctx, ${HOOK_C(scope.hook!)}, &p, ${wr.shift}, 0x${((1 << wr.width) - 1).toString(16)}, ${t});`);
+      this.line(scope, `}`);
+      return;
+    }
+    if (wr.bytes === 16) {
+      const t = this.tmp('a');
+      const l4 = `((p.present & TSBPF_HAS_TCP) ? p.l4_off + ${L4_CSUM.tcp!.offset} : (p.present & TSBPF_HAS_UDP) ? p.l4_off + ${L4_CSUM.udp!.offset} : (p.present & TSBPF_HAS_ICMPV6) ? p.l4_off + ${L4_CSUM.icmpv6!.offset} : 0)`;
+      this.line(scope, `{`);
+      this.line(scope, `\tconst struct fn_ip6 ${t} = ${v.c};`);
+      this.line(scope, `\tfn_write_ip6(ctx, ${HOOK_C(scope.hook!)}, &p, p.l3_off + ${wr.region}, ${t}, ${l4}, FN_CSUM_PSEUDO | ((p.present & TSBPF_HAS_UDP) ? FN_CSUM_MANGLED0 : 0), ${f.cStore});`);
+      this.line(scope, `}`);
+      return;
+    }
     const base = wr.base === 'eth' ? '' : wr.base === 'l3' ? 'p.l3_off + ' : 'p.l4_off + ';
     const off = `${base}${wr.region}`;
     const mask = wr.width === 48 ? '0xffffffffffffULL' : `0x${((1n << BigInt(wr.width)) - 1n).toString(16)}`;
