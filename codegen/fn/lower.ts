@@ -1875,5 +1875,9 @@ function insideLoopOrSwitch(b: Node, stop: Node): boolean {
 function readOnlyHint(f: FieldSpec): string {
   if (f.name === 'checksum') return 'checksums are fixed for you when you change the fields they cover';
   if (f.flagBit !== undefined) return 'change pkt.tcp.flags instead';
+  if (['totalLength', 'payloadLength', 'length'].includes(f.name)) {
+    return 'a length must agree with the bytes of the frame, which a program cannot add or remove: it is read-only (docs/functions.md, "Lengths")';
+  }
+  if (f.name === 'ihl' || f.name === 'doff') return 'a header length decides where the next header starts: it is read-only';
   return 'it decides how the packet parses (or is derived), so it cannot change; see docs/functions.md for the writable fields';
 }

@@ -115,6 +115,9 @@ rejects('two state changes in one expression', prog('  if (@@counts.update(1, 1n
 rejects('a header read without a presence check', prog('  if (@@pkt.tcp.dport === 22) return XDP_DROP;'), { message: /may be absent here/, hint: /if \(!pkt\.tcp\)/ });
 rejects('the non-null assertion', prog('  if (@@pkt.tcp!.dport === 22) return XDP_DROP;'), { message: /only silences TypeScript/, hint: /if \(pkt\.tcp\)/ });
 rejects('optional chaining', prog('  if (@@pkt.tcp?.dport === 22) return XDP_DROP;'), { message: /optional chaining/ });
+rejects('writing a number to an IPv6 address', prog('  if (pkt.ipv6) pkt.ipv6.src = @@5;'), { message: /pkt.ipv6.src takes an IPv6 address, not a number/, hint: /ip6\(/ });
+rejects('writing a length', prog('  if (pkt.ipv4) @@pkt.ipv4.totalLength = 40;'), { message: /read-only/, hint: /agree with the bytes of the frame/ });
+rejects('a VLAN id out of range', prog('  if (pkt.vlan) pkt.vlan.id = @@4096;'), { message: /4096|fit/ });
 rejects('writing a read-only field', prog('  if (pkt.ipv4) @@pkt.ipv4.proto = 17;'), { message: /read-only/, hint: /parses/ });
 rejects('the mark at XDP', prog('  if (@@pkt.mark === 1) return XDP_DROP;'), { message: /exists at TC only/, hint: /tcIngress/ });
 rejects('a TC verdict from an XDP program', `export const p = xdp((pkt) => @@TC_ACT_OK);\n`, { message: /TC verdict, and this is an XDP program/, hint: /XDP_PASS/ });
