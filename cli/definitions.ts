@@ -49,7 +49,7 @@ export interface FoundFunction {
 }
 
 /** Everything a user file exports that tsbpf can build: declarative filters and function programs. */
-export async function buildablesOf(file: string): Promise<{ filters: FoundFilter[]; functions: FoundFunction[] }> {
+export async function buildablesOf(file: string): Promise<{ filters: FoundFilter[]; functions: FoundFunction[]; module: Record<string, unknown> }> {
   const mod = await importUserFile(file);
   const filters: FoundFilter[] = [];
   const functions: FoundFunction[] = [];
@@ -57,5 +57,6 @@ export async function buildablesOf(file: string): Promise<{ filters: FoundFilter
     if (v instanceof Filter) filters.push({ exportName: k, filter: v });
     else if (isFnProgram(v)) functions.push({ exportName: k, program: v });
   }
-  return { filters, functions };
+  // The module goes to compileFunctions too: the filters runChain runs and the DSL maps come from it.
+  return { filters, functions, module: mod };
 }

@@ -11,8 +11,8 @@ import { performance } from 'node:perf_hooks';
 import { Node, ts, type Expression, type SourceFile } from 'ts-morph';
 import { TsbpfError } from '../../sdk/errors.js';
 import { dslMapDecl, isMapDecl, type MapDecl } from '../../sdk/fn/maps.js';
-import { Filter } from '../../sdk/dsl/filter.js';
-import { MapRef, SetRef } from '../../sdk/dsl/refs.js';
+import { isFilter, type Filter } from '../../sdk/dsl/filter.js';
+import { isMapRef, isSetRef, type MapRef, type SetRef } from '../../sdk/dsl/refs.js';
 import { LPM4_KEY, LPM6_KEY, SET_VALUE } from '../layouts.js';
 import { setKey } from '../maps.js';
 import { u16 as u16Layout, encode } from '../../sdk/layout.js';
@@ -108,7 +108,7 @@ export function compileFunctions(file: string, options: CompileFunctionsOptions 
 
   const tl0 = performance.now();
   const filters = new Map<string, Filter>();
-  for (const v of [...Object.values(options.module ?? {}), ...(options.filters ?? [])]) if (v instanceof Filter) filters.set(v.name, v);
+  for (const v of [...Object.values(options.module ?? {}), ...(options.filters ?? [])]) if (isFilter(v)) filters.set(v.name, v);
   const statics = new StaticEvaluator(diags, filters);
   const found = findPrograms(sf, diags, options.exports);
   const maps = new Map<string, MapInfo>();
@@ -129,17 +129,17 @@ export function compileFunctions(file: string, options: CompileFunctionsOptions 
     }
     const names: string[] = [];
     for (const [name, d0] of Object.entries(declared)) {
-      if (!isMapDecl(d0) && !(d0 instanceof SetRef) && !(d0 instanceof MapRef)) {
+      if (!isMapDecl(d0) && !(isSetRef(d0)) && !(isMapRef(d0))) {
         diags.error(p.options!, `maps.${name} is not a map declaration`, 'declare maps with hash(...), lruHash(...), array(...), perCpuArray(...), ringBuf(...), progArray(...), or take a filter\'s: fw.sets.blocked, fw.maps.seen');
         continue;
       }
-      if ((d0 instanceof SetRef || d0 instanceof MapRef) && d0.name !== name) {
+      if ((isSetRef(d0) || isMapRef(d0)) && d0.name !== name) {
         diags.error(p.options!, `maps.${name} is the filter's map '${d0.name}': it keeps its name`, `write { ${d0.name}: ... } and take it as ${d0.name}`);
         continue;
       }
       let d: MapDecl;
-      if (d0 instanceof SetRef) d = setDecl(d0);
-      else if (d0 instanceof MapRef) {
+      if (isSetRef(d0)) d = setDecl(d0);
+      else if (isMapRef(d0)) {
         const m = dslMapDecl(d0);
         if (typeof m === 'string') {
           diags.error(p.options!, m, 'functions use hash, lru_hash, percpu_hash, array, percpu_array and ringbuf maps of the DSL');
@@ -152,14 +152,14 @@ export function compileFunctions(file: string, options: CompileFunctionsOptions 
         diags.error(p.options!, `'${name_}' cannot be a map name: it is taken in the generated C`, 'use another name (not a C keyword, p, ctx, LICENSE, nor starting with tsbpf_, fn_, bpf_ or __)');
         continue;
       }
-      const layoutProblem = d0 instanceof SetRef ? undefined : checkLayouts(d);
+      const layoutProblem = isSetRef(d0) ? undefined : checkLayouts(d);
       if (layoutProblem) {
         diags.error(p.options!, `map '${name}': ${layoutProblem}`, 'map keys and values are u8, u16, u32, u64, or struct({...}) of them');
         continue;
       }
       names.push(name);
       const prev = mapNodes.get(name);
-      const same = prev === d0 || (prev !== undefined && !(prev instanceof SetRef) && !(prev instanceof MapRef) && !(d0 instanceof SetRef) && !(d0 instanceof MapRef) && sameDecl(prev as MapDecl, d));
+      const same = prev === d0 || (prev !== undefined && !(isSetRef(prev)) && !(isMapRef(prev)) && !(isSetRef(d0)) && !(isMapRef(d0)) && sameDecl(prev as MapDecl, d));
       if (prev !== undefined && !same) {
         diags.error(p.options!, `two programs declare map '${name}' differently`, 'declare the maps once (const maps = {...}) and pass the same object to every program');
         continue;
@@ -167,7 +167,7 @@ export function compileFunctions(file: string, options: CompileFunctionsOptions 
       if (prev === undefined) {
         mapNodes.set(name, d0);
         const info: MapInfo = { name, decl: d };
-        if (d0 instanceof SetRef) {
+        if (isSetRef(d0)) {
           info.set = d0.type;
           info.keyC = d0.type === 'ipv4' ? 'struct tsbpf_lpm4_key' : d0.type === 'ipv6' ? 'struct tsbpf_lpm6_key' : '__u16';
           info.valueC = '__u8';
@@ -177,7 +177,7 @@ export function compileFunctions(file: string, options: CompileFunctionsOptions 
           if (t.keyC) info.keyC = t.keyC;
           if (t.valueC) info.valueC = t.valueC;
         }
-        if (d0 instanceof SetRef || d0 instanceof MapRef) info.dsl = d0;
+        if (isSetRef(d0) || isMapRef(d0)) info.dsl = d0;
         maps.set(name, info);
       }
     }
@@ -243,7 +243,7 @@ export function compileFunctions(file: string, options: CompileFunctionsOptions 
       const shared = embedded?.maps.has(m.name) ?? false;
       r.dsl = { kind: m.set ? 'set' : 'map', shared };
       // The embedded filter's own entry carries the set's elements (below).
-      if (m.dsl instanceof SetRef && !shared) r.initial = m.dsl.elements.map((e) => ({ key: setKey(m.name, m.set!, e), value: encode(SET_VALUE, 1) }));
+      if (isSetRef(m.dsl) && !shared) r.initial = m.dsl.elements.map((e) => ({ key: setKey(m.name, m.set!, e), value: encode(SET_VALUE, 1) }));
     }
     return r;
   });

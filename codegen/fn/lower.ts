@@ -14,7 +14,7 @@
 import { Node, SyntaxKind, type ArrowFunction, type Expression, type FunctionDeclaration, type FunctionExpression, type Statement } from 'ts-morph';
 import { FIELDS, HEADER_NAMES, HEADER_PRESENT_C, L4_CSUM, PACKET_FIELDS, type FieldSpec, type HeaderName } from '../../sdk/fn/fields.js';
 import type { MapDecl } from '../../sdk/fn/maps.js';
-import { Filter } from '../../sdk/dsl/filter.js';
+import { isFilter, type Filter } from '../../sdk/dsl/filter.js';
 import type { MapRef, SetRef, SetType } from '../../sdk/dsl/refs.js';
 import { cIdent } from '../ir.js';
 import type { FnHook } from '../../sdk/fn/program.js';
@@ -1066,7 +1066,7 @@ export class Lowerer {
     if (scope.kind !== 'main') throw this.diags.error(e, 'runChain() belongs in the program function', 'call it from the program: return runChain(fw, pkt)');
     const target = args[0]!;
     const v = this.statics.tryEval(target);
-    if (!(v instanceof Filter)) {
+    if (!(isFilter(v))) {
       // A filter() the build was not given: say so (the evaluator's message names the fix).
       let root: Node = target;
       while (Node.isPropertyAccessExpression(root)) root = root.getExpression();

@@ -9,8 +9,17 @@ export type SetType = SetDecl['type'];
 /** What a set of each type holds, as written by the user. */
 export type SetElement<K extends SetType> = K extends 'port' ? number : string;
 
+/**
+ * Brands that survive two copies of this module (a user's file imported from
+ * the sources by the CLI's loader beside tsbpf's compiled copy): instanceof
+ * would say no across them.
+ */
+const REF = Symbol.for('tsbpf.dsl.ref');
+
 /** A named set declared in a filter; pass it to `.in(...)` of a matching field. */
 export class SetRef<K extends SetType = SetType> {
+  /** @internal */
+  readonly [REF] = 'set';
   /** @internal */
   readonly elements: Array<string | number>;
 
@@ -35,6 +44,8 @@ export interface MapOptions<K, V> {
 
 /** A typed user map declared in a filter. */
 export class MapRef<K = unknown, V = unknown> {
+  /** @internal */
+  readonly [REF] = 'map';
   constructor(
     readonly name: string,
     readonly options: MapOptions<K, V>,
@@ -81,4 +92,14 @@ export function declareMap<K, V>(name: string, options: DeclareMapOptions<K, V>)
   const key = layout(options.key);
   const value = layout(options.value);
   return new MapRef<K, V>(name, { kind: options.kind, ...(key ? { key } : {}), ...(value ? { value } : {}), maxEntries: options.maxEntries }, callerPosition());
+}
+
+/** A set made by the filter DSL (whichever copy of tsbpf made it). */
+export function isSetRef(x: unknown): x is SetRef {
+  return !!x && typeof x === 'object' && (x as { [REF]?: unknown })[REF] === 'set';
+}
+
+/** A user map made by the filter DSL (whichever copy of tsbpf made it). */
+export function isMapRef(x: unknown): x is MapRef {
+  return !!x && typeof x === 'object' && (x as { [REF]?: unknown })[REF] === 'map';
 }

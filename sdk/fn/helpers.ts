@@ -23,20 +23,27 @@ export interface RunContext {
   runChain(filter: DefinitionLike): number;
 }
 
-let current: RunContext | undefined;
+/*
+ * The run in progress lives on globalThis under a registered symbol: a user's
+ * file may import its own copy of these helpers (the CLI loads it from the
+ * sources) while runInNode comes from tsbpf's compiled copy; both must see it.
+ */
+const CURRENT = Symbol.for('tsbpf.fn.runContext');
+const slot = globalThis as { [CURRENT]?: RunContext | undefined };
 
 /** @internal runInNode sets the context around one call of the function. */
 export function withRunContext<T>(ctx: RunContext, fn: () => T): T {
-  const prev = current;
-  current = ctx;
+  const prev = slot[CURRENT];
+  slot[CURRENT] = ctx;
   try {
     return fn();
   } finally {
-    current = prev;
+    slot[CURRENT] = prev;
   }
 }
 
 function ctx(what: string): RunContext {
+  const current = slot[CURRENT];
   if (!current) {
     throw new TsbpfError('INVALID_ARGUMENT', `${what} can only be called while a function program runs (runInNode or in the kernel)`);
   }

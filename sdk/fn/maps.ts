@@ -17,7 +17,7 @@ import { inCidr4, inCidr6 } from '../addr.js';
 import { EvalState } from '../evaluate.js';
 import * as L from '../layout.js';
 import { isIntType, type IntType, type u16, type u32 } from './int.js';
-import { MapRef, SetRef, type SetType } from '../dsl/refs.js';
+import { isMapRef, isSetRef, MapRef, SetRef, type SetType } from '../dsl/refs.js';
 import type { Ipv6Address } from './packet.js';
 
 export type FnMapKind = 'hash' | 'lru_hash' | 'percpu_hash' | 'lru_percpu_hash' | 'array' | 'percpu_array' | 'ringbuf' | 'prog_array';
@@ -178,7 +178,7 @@ export function struct<F extends Record<string, LayoutLike>>(fields: F, options:
 
 export function isMapDecl(x: unknown): x is MapDecl {
   const d = x as MapDecl | null;
-  return !!d && typeof d === 'object' && !(d instanceof SetRef) && !(d instanceof MapRef) && typeof d.kind === 'string' && typeof d.maxEntries === 'number';
+  return !!d && typeof d === 'object' && !(isSetRef(d)) && !(isMapRef(d)) && typeof d.kind === 'string' && typeof d.maxEntries === 'number';
 }
 
 /** DSL user map kinds a function can use, as function map kinds. */
@@ -204,7 +204,7 @@ export function dslMapDecl(ref: MapRef): MapDecl | string {
 }
 
 export function isDslRef(x: unknown): x is SetRef | MapRef {
-  return x instanceof SetRef || x instanceof MapRef;
+  return isSetRef(x) || isMapRef(x);
 }
 
 // ---------------------------------------------------------------------------
@@ -394,7 +394,7 @@ export function dslState(maps: MemoryMaps, state?: EvalState): EvalState {
 export function createMemoryMaps(decls: MapDecls, into: MemoryMaps = {}): MemoryMaps {
   for (const [name, d0] of Object.entries(decls)) {
     const have = into[name];
-    if (d0 instanceof SetRef) {
+    if (isSetRef(d0)) {
       // DSL sets live in the EvalState (evaluate() matches rules against it); the handle is a view of it.
       if (have) throw new TsbpfError('INVALID_ARGUMENT', `two programs declare map '${name}' differently`);
       const state = dslState(into);
@@ -404,11 +404,11 @@ export function createMemoryMaps(decls: MapDecls, into: MemoryMaps = {}): Memory
       continue;
     }
     let d: MapDecl;
-    if (d0 instanceof MapRef) {
+    if (isMapRef(d0)) {
       const m = dslMapDecl(d0);
       if (typeof m === 'string') throw new TsbpfError('INVALID_ARGUMENT', m);
       d = m;
-    } else d = d0;
+    } else d = d0 as MapDecl;
     if (have) {
       if (have.decl.kind !== d.kind || have.decl.maxEntries !== d.maxEntries) {
         throw new TsbpfError('INVALID_ARGUMENT', `two programs declare map '${name}' differently`);

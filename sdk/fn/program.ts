@@ -12,7 +12,7 @@
 import { TsbpfError, type SourcePosition } from '../errors.js';
 import { callerPosition } from '../source.js';
 import { dslMapDecl, isDslRef, isMapDecl, type MapDecls, type MapHandles } from './maps.js';
-import { MapRef } from '../dsl/refs.js';
+import { isMapRef } from '../dsl/refs.js';
 import type { TcPacket, XdpPacket } from './packet.js';
 import type { TcAction, XdpAction } from './verdicts.js';
 
@@ -45,7 +45,7 @@ function define<H extends FnHook, M extends MapDecls>(hook: H, a: FnProgramOptio
   for (const [name, d] of Object.entries(maps)) {
     if (!isMapDecl(d) && !isDslRef(d)) throw new TsbpfError('DSL_INVALID', `maps.${name} is not a map declaration (use hash(...), array(...), ringBuf(...), ..., or a filter's fw.sets.x / fw.maps.x)`);
     if (isDslRef(d) && d.name !== name) throw new TsbpfError('DSL_INVALID', `maps.${name} is the DSL map '${d.name}': give it its own name ({ ${d.name}: ... }) so both sides mean one kernel map`);
-    if (d instanceof MapRef) {
+    if (isMapRef(d)) {
       const m = dslMapDecl(d);
       if (typeof m === 'string') throw new TsbpfError('DSL_INVALID', m);
     }

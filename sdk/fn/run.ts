@@ -6,7 +6,7 @@
  */
 import { TsbpfError } from '../errors.js';
 import { withRunContext, type RunContext } from './helpers.js';
-import { SetRef } from '../dsl/refs.js';
+import { isSetRef } from '../dsl/refs.js';
 import { createMemoryMaps, dslState, MemoryMap, MemorySet, type MapHandles, type MemoryMaps, type ProgArray } from './maps.js';
 import { evaluate, type EvalState } from '../evaluate.js';
 import { isFnProgram, type AnyFnProgram } from './program.js';
@@ -59,7 +59,7 @@ class TailCallSignal {
 
 function handles(program: AnyFnProgram, maps: MemoryMaps): MapHandles<any> {
   const out: Record<string, MemoryMap | MemorySet> = {};
-  for (const [name, d] of Object.entries(program.maps)) out[name] = d instanceof SetRef ? new MemorySet(name, d, dslState(maps)) : maps[name]!;
+  for (const [name, d] of Object.entries(program.maps)) out[name] = isSetRef(d) ? new MemorySet(name, d, dslState(maps)) : maps[name]!;
   return out as MapHandles<any>;
 }
 
