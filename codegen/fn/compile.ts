@@ -49,7 +49,8 @@ export interface CompileFunctionsOptions {
 
 export interface FnMapResult {
   name: string;
-  kind: MapDecl['kind'];
+  /** The kernel map type; DSL address sets are LPM tries. */
+  kind: MapDecl['kind'] | 'lpm_trie';
   maxEntries: number;
   key?: Layout<unknown>;
   value?: Layout<unknown>;
@@ -147,9 +148,8 @@ export function compileFunctions(file: string, options: CompileFunctionsOptions 
         }
         d = m;
       } else d = d0;
-      const name_ = name;
-      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name_) || /^(tsbpf_|fn_|bpf_|__)/.test(name_) || RESERVED_NAMES.has(name_)) {
-        diags.error(p.options!, `'${name_}' cannot be a map name: it is taken in the generated C`, 'use another name (not a C keyword, p, ctx, LICENSE, nor starting with tsbpf_, fn_, bpf_ or __)');
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name) || /^(tsbpf_|fn_|bpf_|__)/.test(name) || RESERVED_NAMES.has(name)) {
+        diags.error(p.options!, `'${name}' cannot be a map name: it is taken in the generated C`, 'use another name (not a C keyword, p, ctx, LICENSE, nor starting with tsbpf_, fn_, bpf_ or __)');
         continue;
       }
       const layoutProblem = isSetRef(d0) ? undefined : checkLayouts(d);
@@ -234,7 +234,7 @@ export function compileFunctions(file: string, options: CompileFunctionsOptions 
   const mapResults: FnMapResult[] = [...maps.values()].map((m) => {
     const r: FnMapResult = {
       name: m.name,
-      kind: m.decl.kind,
+      kind: m.set === 'ipv4' || m.set === 'ipv6' ? 'lpm_trie' : m.decl.kind,
       maxEntries: m.decl.maxEntries,
       ...(m.decl.key && m.decl.kind !== 'ringbuf' ? { key: m.decl.key } : {}),
       ...(m.decl.value ? { value: m.decl.value } : {}),
@@ -260,7 +260,7 @@ export function compileFunctions(file: string, options: CompileFunctionsOptions 
       if (m.initial?.length) {
         const mine = mapResults.find((r) => r.name === m.name);
         if (mine) mine.initial = m.initial;
-        else mapResults.push({ name: m.name, kind: 'hash', maxEntries: m.maxEntries, ...(m.key ? { key: m.key } : {}), ...(m.value ? { value: m.value } : {}), dsl: { kind: 'set', shared: true }, initial: m.initial });
+        else mapResults.push({ name: m.name, kind: m.kind === 'lpm_trie' ? 'lpm_trie' : 'hash', maxEntries: m.maxEntries, ...(m.key ? { key: m.key } : {}), ...(m.value ? { value: m.value } : {}), dsl: { kind: 'set', shared: true }, initial: m.initial });
       }
     }
   }
