@@ -73,17 +73,20 @@ export function embedFilter(calls: ChainCalls, maps: Map<string, MapInfo>, progr
     const entry = def.chains.find((c) => c.name === p.entry)!;
     const xdp = p.hook === 'xdp';
     const hook = xdp ? 'TSBPF_HOOK_XDP' : 'TSBPF_HOOK_TC';
+    const act = compiled.programs.find((q) => q.program === p.name && q.stage === 'act');
+    const progArray = compiled.programs.find((q) => q.program === p.name)!.progArray;
+    const fail = (why: string) => `\t\treturn tsbpf_fail(${hook}, &tsbpf_errors, ${why});`;
     runners.push(
       [
-        `/* runChain(${filter.name}, pkt) at ${p.hook}: chain '${entry.name}' of filter '${filter.name}' on the program's packet. */`,
-        /* A BPF subprogram, not inlined: each call site would otherwise carry its own copy of the chains on the 512-byte stack. */
-        `static __attribute__((noinline)) int fn_run_${fn}(void *ctx, const struct tsbpf_pkt *pk)`,
+        `/* Chain '${entry.name}' of filter '${filter.name}' at ${p.hook} on the program's packet: its TSBPF_V_* verdict (-1: no state). */`,
+        '/* A BPF subprogram, not inlined: each call site would otherwise carry its own copy of the chains on the 512-byte stack. */',
+        `static __attribute__((noinline)) int fn_chain_${fn}(void *ctx, const struct tsbpf_pkt *pk)`,
         '{',
         `\tstruct tsbpf_state *st = tsbpf_state_get(&tsbpf_state, ${i});`,
         '\tint v;',
         '',
         '\tif (!st)',
-        `\t\treturn tsbpf_fail(${hook}, &tsbpf_errors, TSBPF_ERR_STATE);`,
+        '\t\treturn -1;',
         '\tst->pkt = *pk;',
         xdp ? '\tst->mark = 0;' : '\tst->mark = ((struct __sk_buff *)ctx)->mark;',
         xdp ? '\tst->ifindex = ((struct xdp_md *)ctx)->ingress_ifindex;' : '\tst->ifindex = ((struct __sk_buff *)ctx)->ifindex;',
@@ -94,9 +97,33 @@ export function embedFilter(calls: ChainCalls, maps: Map<string, MapInfo>, progr
         `\tv = ${fn}__call(ctx, st);`,
         '\tif (v == TSBPF_V_CONTINUE)',
         `\t\tv = ${VERDICT_MACRO[entry.policy]}; /* the entry chain's policy */`,
-        '\t/* A reject is a drop here: the reply is built by the filter\'s own program. */',
+        '\treturn v;',
+        '}',
+        '',
+        `/* runChain(${filter.name}, pkt): the verdict as this hook's action; a reject is a drop (its reply is tailChain's). */`,
+        `static __always_inline int fn_run_${fn}(void *ctx, const struct tsbpf_pkt *pk)`,
+        '{',
+        `\tint v = fn_chain_${fn}(ctx, pk);`,
+        `\tstruct tsbpf_state *st = tsbpf_state_get(&tsbpf_state, ${i});`,
+        '',
+        '\tif (v < 0 || !st)',
+        fail('TSBPF_ERR_STATE'),
         '\tif (v == TSBPF_V_REJECT)',
         '\t\tv = TSBPF_V_DROP;',
+        `\treturn tsbpf_verdict_ret(${hook}, st, v);`,
+        '}',
+        '',
+        `/* return tailChain(${filter.name}, pkt): the filter decides for good; a reject continues in its act program (the reply). */`,
+        `static __always_inline int fn_tail_${fn}(void *ctx, const struct tsbpf_pkt *pk)`,
+        '{',
+        `\tint v = fn_chain_${fn}(ctx, pk);`,
+        `\tstruct tsbpf_state *st = tsbpf_state_get(&tsbpf_state, ${i});`,
+        '',
+        '\tif (v < 0 || !st)',
+        fail('TSBPF_ERR_STATE'),
+        ...(act
+          ? ['\tif (v == TSBPF_V_REJECT) {', `\t\ttsbpf_tail(ctx, &${progArray}, st, ${act.tailCallSlot});`, '\t' + fail('TSBPF_ERR_TAIL_CALL'), '\t}']
+          : []),
         `\treturn tsbpf_verdict_ret(${hook}, st, v);`,
         '}',
       ].join('\n'),

@@ -1049,7 +1049,9 @@ export class Lowerer {
         return num(`fn_csum_replace(${c!.c}, ${o!.c}, ${n!.c}, ${w === 'u16' ? 2 : 4})`, 0n, 0xffffn, 'u16');
       }
       case 'runChain':
-        return this.runChain(args, e, scope);
+        return this.runChain(args, e, scope, false);
+      case 'tailChain':
+        return this.runChain(args, e, scope, true);
       case 'runInNode':
       case 'xdp':
       case 'tcIngress':
@@ -1061,9 +1063,17 @@ export class Lowerer {
   }
 
   /** runChain(fw, pkt): the filter's entry chain for this hook, compiled into the object, its verdict as this hook's action. */
-  runChain(args: Expression[], e: Node, scope: Scope): Val {
-    this.argCount(e, args, 2, 2, 'runChain(filter, pkt)');
-    if (scope.kind !== 'main') throw this.diags.error(e, 'runChain() belongs in the program function', 'call it from the program: return runChain(fw, pkt)');
+  runChain(args: Expression[], e: Node, scope: Scope, tail: boolean): Val {
+    const fname = tail ? 'tailChain' : 'runChain';
+    this.argCount(e, args, 2, 2, `${fname}(filter, pkt)`);
+    if (scope.kind !== 'main') throw this.diags.error(e, `${fname}() belongs in the program function`, `call it from the program: return ${fname}(fw, pkt)`);
+    if (tail) {
+      let up = e.getParent();
+      while (up && Node.isParenthesizedExpression(up)) up = up.getParent();
+      if (!up || !Node.isReturnStatement(up)) {
+        throw this.diags.error(e, 'tailChain() hands the packet to the filter for good: nothing can follow it', 'return it: return tailChain(fw, pkt); or use runChain(fw, pkt) to act on the verdict');
+      }
+    }
     const target = args[0]!;
     const v = this.statics.tryEval(target);
     if (!(isFilter(v))) {
@@ -1083,12 +1093,12 @@ export class Lowerer {
       }
       throw this.diags.error(
         target,
-        `runChain() runs a declared chain, and ${target.getText()} is not one`,
+        `${fname}() runs a declared chain, and ${target.getText()} is not one`,
         "pass a filter declared with filter(...) (its entry chain for this hook runs): export const fw = filter('fw', { hook: 'xdp' }, ...); ... return runChain(fw, pkt)",
       );
     }
     const pkt = this.exprInner(args[1]!, scope, { allowAlias: true });
-    if (pkt.ty.t !== 'pkt') throw this.diags.error(args[1]!, 'runChain() runs the chain on the program\'s packet', 'pass the packet parameter: runChain(fw, pkt)');
+    if (pkt.ty.t !== 'pkt') throw this.diags.error(args[1]!, `${fname}() runs the chain on the program's packet`, `pass the packet parameter: ${fname}(fw, pkt)`);
     const prog = v.definition.programs.find((p) => p.hook === scope.hook);
     if (!prog) {
       throw this.diags.error(target, `filter '${v.name}' has no program for ${scope.hook}`, `declare it for this hook too: filter('${v.name}', { hook: ['${v.definition.programs[0]?.hook ?? 'xdp'}', '${scope.hook}'] }, ...)`);
@@ -1096,7 +1106,7 @@ export class Lowerer {
     const have = this.chainCalls.get(v);
     if (have) have.hooks.add(scope.hook!);
     else this.chainCalls.set(v, { hooks: new Set([scope.hook!]), node: e });
-    return { ty: { t: 'verdict' }, c: `fn_run_${cIdent(prog.name)}(ctx, &p)` };
+    return { ty: { t: 'verdict' }, c: `fn_${tail ? 'tail' : 'run'}_${cIdent(prog.name)}(ctx, &p)` };
   }
 
   /** has(key) of a DSL set: the lookups the filter's rules make. */

@@ -21,6 +21,7 @@ export interface RunContext {
   redirect?: { ifindex: number; flags: number };
   tailCall(progs: ProgArray, index: number): void;
   runChain(filter: DefinitionLike): number;
+  tailChain(filter: DefinitionLike): number;
 }
 
 /*
@@ -129,4 +130,16 @@ export function sameIpv6(a: Ipv6Address, b: Ipv6Address): boolean {
 export function runChain<P extends Packet>(filter: DefinitionLike, pkt: P): P extends TcPacket ? TcAction : XdpAction {
   void pkt;
   return ctx('runChain()').runChain(filter) as P extends TcPacket ? TcAction : XdpAction;
+}
+
+/**
+ * Hand the packet to a filter for good: `return tailChain(fw, pkt)`. As
+ * runChain, except that a reject is carried out: the filter's act program
+ * (a tail call in the kernel) turns the packet into the reply (TCP RST or
+ * ICMP unreachable) and sends it back (XDP_TX; at TC a redirect). Only as
+ * the value of a return: nothing runs after it.
+ */
+export function tailChain<P extends Packet>(filter: DefinitionLike, pkt: P): P extends TcPacket ? TcAction : XdpAction {
+  void pkt;
+  return ctx('tailChain()').tailChain(filter) as P extends TcPacket ? TcAction : XdpAction;
 }

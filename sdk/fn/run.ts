@@ -9,6 +9,7 @@ import { withRunContext, type RunContext } from './helpers.js';
 import { isSetRef } from '../dsl/refs.js';
 import { createMemoryMaps, dslState, MemoryMap, MemorySet, type MapHandles, type MemoryMaps, type ProgArray } from './maps.js';
 import { evaluate, type EvalState } from '../evaluate.js';
+import type { DefinitionLike } from '../dsl/filter.js';
 import { isFnProgram, type AnyFnProgram } from './program.js';
 import { verdictName } from './verdicts.js';
 import { PacketBufferView } from './view.js';
@@ -82,6 +83,39 @@ export function runInNode(program: AnyFnProgram, packet: Uint8Array, options: Ru
   const now = options.now;
   const view = new PacketBufferView(data, { hook: program.hook, ifindex: options.ifindex ?? 1, mark: options.mark ?? 0 });
   let tailCalls = 0;
+  /** The reject reply that replaces the frame (tailChain). */
+  let reply: Buffer | undefined;
+  // The filter's verdict as this hook's action; `final` (tailChain): a reject sends its reply as the act program does.
+  const chainAction = (filter: DefinitionLike, final: boolean): number => {
+    const xdp = program.hook === 'xdp';
+    const r = evaluate(filter, data, {
+      hook: program.hook,
+      state,
+      ifindex: options.ifindex ?? 1,
+      ...(xdp ? {} : { mark: view.mark }),
+      now: ctx.now(),
+      trace: false,
+    });
+    if (!xdp) view.mark = r.mark;
+    switch (r.verdict) {
+      case 'accept':
+        return xdp ? 2 : 0;
+      case 'redirect':
+        ctx.redirect = { ifindex: r.redirect?.ifindex ?? 0, flags: 0 };
+        return xdp ? 4 : 7;
+      case 'reject':
+        if (final && r.data) {
+          // XDP_TX, or at TC a redirect back out of (egress: into) the interface, as codegen/include/tsbpf/reject.h does.
+          reply = r.data;
+          if (xdp) return 3;
+          ctx.redirect = { ifindex: options.ifindex ?? 1, flags: program.hook === 'tc-egress' ? 1 : 0 };
+          return 7;
+        }
+        return xdp ? 1 : 2;
+      default:
+        return xdp ? 1 : 2;
+    }
+  };
   const ctx: RunContext = {
     hook: program.hook,
     now: typeof now === 'bigint' ? () => now : now ?? (() => process.hrtime.bigint()),
@@ -95,25 +129,10 @@ export function runInNode(program: AnyFnProgram, packet: Uint8Array, options: Ru
       throw new TailCallSignal(target);
     },
     runChain(filter) {
-      const xdp = program.hook === 'xdp';
-      const r = evaluate(filter, data, {
-        hook: program.hook,
-        state,
-        ifindex: options.ifindex ?? 1,
-        ...(xdp ? {} : { mark: view.mark }),
-        now: ctx.now(),
-        trace: false,
-      });
-      if (!xdp) view.mark = r.mark;
-      switch (r.verdict) {
-        case 'accept':
-          return xdp ? 2 : 0;
-        case 'redirect':
-          ctx.redirect = { ifindex: r.redirect?.ifindex ?? 0, flags: 0 };
-          return xdp ? 4 : 7;
-        default:
-          return xdp ? 1 : 2;
-      }
+      return chainAction(filter, false);
+    },
+    tailChain(filter) {
+      return chainAction(filter, true);
     },
   };
   let current: AnyFnProgram = program;
@@ -136,7 +155,7 @@ export function runInNode(program: AnyFnProgram, packet: Uint8Array, options: Ru
   const result: RunResult = {
     retval,
     verdict: verdictName(program.hook, retval),
-    data,
+    data: reply ?? data,
     mark: program.hook === 'xdp' ? 0 : view.mark,
     maps,
     tailCalls,

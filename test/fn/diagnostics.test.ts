@@ -135,13 +135,14 @@ rejects('a type error in the file', `export const p = xdp((pkt) => {\n  const @@
 
 // --- the filter DSL: declared chains and maps
 const DSL = `import { declareSet, filter, rule, match } from '../../../sdk/index.js';
-import { runChain } from '../../../sdk/fn/index.js';
+import { runChain, tailChain } from '../../../sdk/fn/index.js';
 export const blocked = declareSet('blocked', 'ipv4', { elements: ['10.0.0.0/8'] });
 export const LIMIT = 3;
 `;
 rejects('runChain of something that is not a declared chain', DSL + `export const p = xdp((pkt) => runChain(@@LIMIT as never, pkt));\n`, { message: /runChain\(\) runs a declared chain, and LIMIT as never is not one/, hint: /filter\(/ });
 rejects('runChain of a filter the build was not given', DSL + `export const fw = filter('fw', { hook: 'xdp' }, ({ chain }) => chain('input', {}, [rule(match.tcp).drop()]));\nexport const p = xdp((pkt) => runChain(@@fw, pkt));\n`, { message: /filter 'fw' is not among the filters this build was given/, hint: /module/ });
 rejects('runChain in a helper function', DSL + `export const fw = filter('fw', { hook: 'xdp' }, ({ chain }) => chain('input', {}, [rule(match.tcp).drop()]));\nfunction h(): boolean { return @@runChain(fw, undefined as never) === XDP_PASS; }\nexport const p = xdp((pkt) => (h() ? XDP_PASS : XDP_DROP));\n`, { message: /runChain\(\) belongs in the program function/ });
+rejects('tailChain not returned', DSL + `export const fw = filter('fw', { hook: 'xdp' }, ({ chain }) => chain('input', {}, [rule(match.tcp).drop()]));\nexport const p = xdp((pkt) => {\n  const v = @@tailChain(fw, pkt);\n  return v;\n});\n`, { message: /tailChain\(\) hands the packet to the filter for good/, hint: /return tailChain\(fw, pkt\)/ });
 rejects('a DSL set asked about the wrong kind of key', DSL + `export const p = xdp({ maps: { blocked } }, (pkt, { blocked }) => {\n  if (pkt.ipv6 && blocked.has(@@pkt.ipv6.src)) return XDP_DROP;\n  return XDP_PASS;\n});\n`, { message: /blocked is a set of IPv4 addresses: ask it about a number/ });
 rejects('changing a DSL set from a program', DSL + `export const p = xdp({ maps: { blocked } }, (pkt, { blocked }) => {\n  @@blocked.add(1);\n  return XDP_PASS;\n});\n`, { message: /a set of the filter DSL has has\(key\), not add\(\)/ });
 rejects('a DSL map under another name', DSL + `export const p = xdp(@@{ maps: { other: blocked } }, (pkt) => XDP_PASS);\n`, { message: /maps.other is the filter's map 'blocked': it keeps its name/ });

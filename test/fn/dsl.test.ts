@@ -17,11 +17,12 @@ import { runInNode, type MemoryMaps } from '../../sdk/fn/index.js';
 import * as edgeModule from '../../examples/fn/edge-guard.js';
 import { edge, edgeGuard, MAX_STRIKES } from '../../examples/fn/edge-guard.js';
 import * as chainsModule from './fixtures/chains.js';
-import { tcGate } from './fixtures/chains.js';
+import { tcFinal, tcGate, xdpFinal } from './fixtures/chains.js';
 import { requireKernel } from '../kernel.js';
 import path from 'node:path';
 import { repoRoot } from './harness.js';
 import { compareMaps, examplePath, explain, runBoth, stable } from './harness.js';
+import { checkFrame } from '../packet/verify.js';
 
 const ping = (src: string) => packet().eth().ipv4({ src, dst: '10.0.0.1' }).icmp({ type: 8, code: 0 }).build();
 const web = (src: string, dport = 443) => packet().eth().ipv4({ src, dst: '10.0.0.1' }).tcp({ sport: 40000, dport, flags: 'syn' }).build();
@@ -60,7 +61,7 @@ test('build: runChain without the module says how to give it; a non-filter is re
     assert.ok(d.some((x) => /filter 'edge' is not among the filters this build was given/.test(x.message) && /module/.test(x.hint ?? '')), stable(d));
   }
   const r = compileFunctions(examplePath('edge-guard.ts'), { emitOnly: true, module: edgeModule });
-  assert.match(r.c, /static __attribute__\(\(noinline\)\) int fn_run_edge_xdp\(void \*ctx, const struct tsbpf_pkt \*pk\)/);
+  assert.match(r.c, /static __attribute__\(\(noinline\)\) int fn_chain_edge_xdp\(void \*ctx, const struct tsbpf_pkt \*pk\)/);
   assert.match(r.c, /static __always_inline int edge_xdp__call\(void \*ctx, struct tsbpf_state \*st\)/);
   assert.equal(r.filter?.name, 'edge');
   assert.equal(r.maps.filter((m) => m.dsl).map((m) => [m.name, m.dsl!.kind, m.dsl!.shared]), [['blocked', 'set', true], ['seen', 'map', true], ['web', 'set', true]]);
@@ -145,6 +146,37 @@ if (requireKernel('fn + DSL (runChain, DSL maps)')) {
       for (const [id, c] of state.counters) node[id] = c.packets;
       assert.equal(kernelCounters(obj), node);
       assert.ok(Object.keys(node).length >= 5, stable(node));
+    });
+  });
+
+  test('tailChain at XDP and TC: the filter decides for good, its rejects answered (reply bytes identical)', () => {
+    const r = rng('chains-final');
+    const cases: Array<{ data: Buffer; description: string; mark: number }> = [];
+    for (let i = 0; i < 700; i++) {
+      const c = randomPacketCase(r, { ports: [8080, 8081, 9, 7, 80], protos: [6, 17], ipv4: ['10.9.0.0/30', '10.8.0.0/30'], ipv6: ['fd09::/126'] });
+      cases.push({ data: c.data, description: c.description, mark: r.pick([0, 0x20]) });
+    }
+    for (let i = 0; i < 300; i++) {
+      const src = r.pick(['10.9.0.1', '10.9.3.3', '10.8.0.1']);
+      const b = packet().eth().ipv4({ src, dst: '10.0.0.1' });
+      const data = r.bool(0.6) ? b.tcp({ sport: 1234, dport: r.pick([80, 8081, 22]), flags: r.pick(['syn', 'ack']) }).payload(r.range(0, 40)).build() : b.udp({ sport: 1234, dport: r.pick([53, 7, 9]) }).payload(r.range(0, 40)).build();
+      cases.push({ data, description: `from ${src}`, mark: 0 });
+    }
+    const result = compileFunctions(path.join(repoRoot, 'test/fn/fixtures/chains.ts'), { module: chainsModule });
+    withObject(result, (obj) => {
+      const x = runBoth(obj, xdpFinal, 'xdpFinal', cases, {}, result);
+      assert.is(x.mismatches.length, 0, explain(x.mismatches));
+      // rejects went back as replies (XDP_TX with the RST / ICMP unreachable in place)
+      assert.ok(x.verdicts.tx! > 50 && x.verdicts.drop! > 50 && x.verdicts.pass! > 50, JSON.stringify(x.verdicts));
+      const t = runBoth(obj, tcFinal, 'tcFinal', cases, {}, result);
+      assert.is(t.mismatches.length, 0, explain(t.mismatches));
+      assert.ok(t.verdicts.redirect! > 50 && t.verdicts.shot! > 50 && t.verdicts.ok! > 50, JSON.stringify(t.verdicts));
+      // a reply is a valid frame (independent checksums)
+      const syn = packet().eth().ipv4({ src: '10.9.0.1', dst: '10.0.0.1' }).tcp({ sport: 1234, dport: 80, flags: 'syn' }).build();
+      const k = obj.testRun('xdpFinal', { data: syn });
+      assert.is(k.verdict, 'tx');
+      assert.equal(checkFrame(k.data).problems, []);
+      assert.ok(checkFrame(k.data).layers.includes('tcp'));
     });
   });
 
