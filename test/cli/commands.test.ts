@@ -80,6 +80,11 @@ test('function programs: build writes their object; test runs the same function 
     assert.is(b.status, 0, b.stderr);
     assert.match(b.stdout, /dns-guard: .*programs dnsGuard@xdp/);
     assert.ok(existsSync(path.join(out, 'dns-guard.o')));
+    // A file of this repository imports tsbpf's sources (a second copy of the classes): its filter is still found.
+    const eb = tsbpf('build', fileURLToPath(new URL('../../../examples/fn/edge-guard.ts', import.meta.url)), '-o', out);
+    assert.is(eb.status, 0, eb.stderr);
+    assert.match(eb.stdout, /edge-guard: .*programs edgeGuard@xdp/);
+    assert.match(eb.stdout, /edge: .*\(2 programs, 6 rules/);
     if (process.getuid?.() !== 0) return;
     const t = tsbpf('test', file, '--packet', 'udp 10.0.0.1:53 -> 10.0.0.2:5353 len=600', '--packet', 'udp 10.0.0.1:53 -> 10.0.0.2:5353');
     assert.is(t.status, 0, t.stderr + t.stdout);
