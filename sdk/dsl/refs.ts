@@ -1,7 +1,7 @@
 /** Handles the DSL hands out for named things: sets and user maps. */
 import type { SourcePosition } from '../errors.js';
 import { callerPosition } from '../source.js';
-import type { Layout } from '../layout.js';
+import { u32, type Layout } from '../layout.js';
 import type { MapKind, SetDecl } from '../model.js';
 
 export type SetType = SetDecl['type'];
@@ -77,6 +77,7 @@ export type LayoutOrInt<T> = Layout<T> | { readonly layout: Layout<T> };
 
 export interface DeclareMapOptions<K, V> {
   kind: MapKind;
+  /** Default for array kinds: u32 (the index). */
   key?: LayoutOrInt<K>;
   value?: LayoutOrInt<V>;
   /** Entries; for a ring buffer its size in bytes. */
@@ -89,7 +90,8 @@ export interface DeclareMapOptions<K, V> {
  */
 export function declareMap<K, V>(name: string, options: DeclareMapOptions<K, V>): MapRef<K, V> {
   const layout = <T>(l: LayoutOrInt<T> | undefined): Layout<T> | undefined => (l && 'layout' in l && !('encode' in l) ? l.layout : (l as Layout<T> | undefined));
-  const key = layout(options.key);
+  // Arrays are indexed by u32: the key may be left out.
+  const key = layout(options.key) ?? (options.kind === 'array' || options.kind === 'percpu_array' ? (u32 as unknown as Layout<K>) : undefined);
   const value = layout(options.value);
   return new MapRef<K, V>(name, { kind: options.kind, ...(key ? { key } : {}), ...(value ? { value } : {}), maxEntries: options.maxEntries }, callerPosition());
 }

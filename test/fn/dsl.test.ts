@@ -18,6 +18,8 @@ import * as edgeModule from '../../examples/fn/edge-guard.js';
 import { edge, edgeGuard, MAX_STRIKES } from '../../examples/fn/edge-guard.js';
 import * as chainsModule from './fixtures/chains.js';
 import { tcFinal, tcGate, xdpFinal } from './fixtures/chains.js';
+import * as setsModule from './fixtures/sets.js';
+import { setGate } from './fixtures/sets.js';
 import { requireKernel } from '../kernel.js';
 import path from 'node:path';
 import { repoRoot } from './harness.js';
@@ -178,6 +180,38 @@ if (requireKernel('fn + DSL (runChain, DSL maps)')) {
       assert.equal(checkFrame(k.data).problems, []);
       assert.ok(checkFrame(k.data).layers.includes('tcp'));
     });
+  });
+
+  test('DSL sets and a map without a chain: the object\'s own maps, declared elements written, 1,000 packets; shared with a filter loaded apart', () => {
+    const r = rng('dsl-sets');
+    const cases = Array.from({ length: 1000 }, () => {
+      const c = randomPacketCase(r, { ports: [22, 443, 80], ipv4: ['10.20.0.0/30', '10.21.0.0/30', '192.0.2.1/32'], ipv6: ['fd20::/126', 'fd21::/126'] });
+      return { data: c.data, description: c.description };
+    });
+    const result = compileFunctions(path.join(repoRoot, 'test/fn/fixtures/sets.ts'), { module: setsModule });
+    assert.is(result.filter, undefined, 'no chain runs: no filter compiled in');
+    assert.equal(result.maps.map((m) => [m.name, m.kind, m.dsl?.shared, m.initial?.length ?? 0]), [['allow4', 'lpm_trie', false, 2], ['allow6', 'lpm_trie', false, 1], ['ports', 'hash', false, 2], ['hits', 'array', false, 0]]);
+    withObject(result, (obj) => {
+      const jsMaps: MemoryMaps = {};
+      const run = runBoth(obj, setGate, 'setGate', cases, jsMaps, result);
+      assert.is(run.mismatches.length, 0, explain(run.mismatches));
+      assert.ok(run.verdicts.pass! > 200 && run.verdicts.drop! > 200, JSON.stringify(run.verdicts));
+      assert.equal(compareMaps(obj, result, jsMaps), []);
+      assert.ok((jsMaps.hits!.lookup(0) as bigint) > 0n && (jsMaps.hits!.lookup(1) as bigint) > 0n && (jsMaps.hits!.lookup(2) as bigint) > 0n);
+    });
+    // Loaded apart from the filter that uses the same sets: one kernel map each.
+    const gate = loadFilter(setsModule.gate);
+    try {
+      withObject(result, (obj) => {
+        const from = (src: string) => packet().eth().ipv4({ src, dst: '10.0.0.1' }).udp({ sport: 1, dport: 9 }).build();
+        assert.is(obj.testRun('setGate', { data: from('10.99.0.1') }).verdict, 'drop');
+        gate.sets.allow4!.add('10.99.0.0/16');
+        assert.is(obj.testRun('setGate', { data: from('10.99.0.1') }).verdict, 'pass');
+        assert.is(gate.testRun('xdp', from('10.99.0.1')).verdict, 'pass');
+      }, { shareWith: gate.object });
+    } finally {
+      gate.close();
+    }
   });
 
   test('one object: the filter program and the function share the set and the counters', () => {
