@@ -1,7 +1,7 @@
 /**
  * Finding the filters a user's file exports, for build/load/test/explain.
  */
-import { Filter } from '../sdk/dsl/filter.js';
+import { isFilter, type Filter } from '../sdk/dsl/filter.js';
 import { isFnProgram, type AnyFnProgram } from '../sdk/fn/program.js';
 import { TsbpfError } from '../sdk/errors.js';
 import { importUserFile } from './user-file.js';
@@ -15,7 +15,7 @@ export interface FoundFilter {
 export async function filtersOf(file: string, exportName?: string): Promise<FoundFilter[]> {
   const mod = await importUserFile(file);
   const found = Object.entries(mod)
-    .filter(([, v]) => v instanceof Filter)
+    .filter(([, v]) => isFilter(v))
     .map(([k, v]) => ({ exportName: k, filter: v as Filter }));
   if (exportName) {
     const one = found.find((f) => f.exportName === exportName);
@@ -49,13 +49,15 @@ export interface FoundFunction {
 }
 
 /** Everything a user file exports that tsbpf can build: declarative filters and function programs. */
-export async function buildablesOf(file: string): Promise<{ filters: FoundFilter[]; functions: FoundFunction[] }> {
+export async function buildablesOf(file: string): Promise<{ filters: FoundFilter[]; functions: FoundFunction[]; module: Record<string, unknown> }> {
   const mod = await importUserFile(file);
   const filters: FoundFilter[] = [];
   const functions: FoundFunction[] = [];
   for (const [k, v] of Object.entries(mod)) {
-    if (v instanceof Filter) filters.push({ exportName: k, filter: v });
+    // isFilter, not instanceof: a file inside this repository imports tsbpf's sources, a second copy of Filter.
+    if (isFilter(v)) filters.push({ exportName: k, filter: v });
     else if (isFnProgram(v)) functions.push({ exportName: k, program: v });
   }
-  return { filters, functions };
+  // The module goes to compileFunctions too: the filters runChain runs and the DSL maps come from it.
+  return { filters, functions, module: mod };
 }

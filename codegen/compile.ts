@@ -38,6 +38,11 @@ export interface CompileOptions extends ClangOptions {
   classify?: ClassifyMode;
   /** Stable rule slots and map capacities, kept by live filters across regenerations (runtime/rules.ts). */
   layout?: ClassifyLayout;
+  /**
+   * Emit each entry chain also as an inline function `<program>__call` (for
+   * function programs calling the filter: codegen/fn). Implies inline 'all'.
+   */
+  callable?: boolean;
 }
 
 export type Stage = 'parse' | 'chain' | 'act' | 'ct';
@@ -119,7 +124,7 @@ export function compile(input: DefinitionLike, options: CompileOptions = {}): Co
     ...(options.layout ? { layout: options.layout } : {}),
   });
   const ir = lower(def, {
-    ...(options.inline ? { inline: options.inline } : {}),
+    ...(options.callable ? { inline: 'all' as const } : options.inline ? { inline: options.inline } : {}),
     ...(plan.tss.length ? { preLowered: (r) => classifiedStub(r, plan) } : {}),
   });
   if (plan.tss.length) {
@@ -130,7 +135,7 @@ export function compile(input: DefinitionLike, options: CompileOptions = {}): Co
   if (slots) for (const c of ir.chains.values()) for (const r of c.rules) if (slots[r.id] !== undefined && slots[r.id] !== r.id) r.slot = slots[r.id];
   const maps = planMaps(def, ir);
   if (plan.tss.length || options.layout) attachPlan(ir, plan, maps);
-  const emitted = emitC(def, ir, maps);
+  const emitted = emitC(def, ir, maps, { callable: options.callable === true });
   const infos: MapInfo[] = maps.specs.map(({ cType: _t, cKey: _k, cValue: _v, flags: _f, init: _i, ...info }) => info);
   lazyInitial(infos);
   const base = {

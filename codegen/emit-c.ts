@@ -186,7 +186,17 @@ export function sectionOf(hook: Hook): string {
 
 const VERDICT_MACRO = { accept: 'TSBPF_V_ACCEPT', drop: 'TSBPF_V_DROP', reject: 'TSBPF_V_REJECT' } as const;
 
-export function emitC(def: Definition, ir: Ir, maps: MapPlan): Emitted {
+export interface EmitOptions {
+  /**
+   * Also emit each program's entry chain as an inline function
+   * `<program>__call(ctx, st)` returning a TSBPF_V_* verdict (TSBPF_V_CONTINUE:
+   * the entry policy decides), for function programs that run the filter
+   * (runChain). Needs every other chain inline (inline: 'all').
+   */
+  callable?: boolean;
+}
+
+export function emitC(def: Definition, ir: Ir, maps: MapPlan, options: EmitOptions = {}): Emitted {
   const w = new Writer();
   const rules: RuleLines[] = [];
   const fns: FnLines[] = [];
@@ -234,7 +244,7 @@ export function emitC(def: Definition, ir: Ir, maps: MapPlan): Emitted {
   }
 
   if (ir.cls) w.line(clsFunctionsC(ir.cls, ir.usesLog, new Set(ir.programs.map((p) => (p.hook === 'xdp' ? 'xdp' : 'tc')))));
-  for (const p of ir.programs) emitProgram(w, ir, p, maps, rules, fns);
+  for (const p of ir.programs) emitProgram(w, ir, p, maps, rules, fns, options);
 
   w.line('char LICENSE[] SEC("license") = "GPL";');
   return { c: w.lines.join('\n') + '\n', rules, fns };
@@ -246,7 +256,7 @@ function ctHook(p: IrProgram): string | undefined {
   return p.hook === 'tc-egress' ? 'TSBPF_CT_HOOK_EGRESS' : 'TSBPF_CT_HOOK_INGRESS';
 }
 
-function emitProgram(w: Writer, ir: Ir, p: IrProgram, maps: MapPlan, rules: RuleLines[], fns: FnLines[]): void {
+function emitProgram(w: Writer, ir: Ir, p: IrProgram, maps: MapPlan, rules: RuleLines[], fns: FnLines[], options: EmitOptions): void {
   const h = HOOK_C[p.hook];
   const cth = ctHook(p);
   const entry = p.chains[0]!;
@@ -318,6 +328,11 @@ function emitProgram(w: Writer, ir: Ir, p: IrProgram, maps: MapPlan, rules: Rule
     emitChain(w, ir, p, c, byName, rules, fns);
   };
   for (const c of p.chains) if (c.slot === undefined) emitInline(c);
+  if (options.callable) {
+    // The entry chain once more, as a function: it reaches only inline chains (inline: 'all').
+    w.line(`/* The entry chain as a function, for function programs that run this filter (runChain). */`);
+    emitChain(w, ir, p, { chain: entry.chain, fn: `${p.fn}__call`, resumeAt: [] }, byName, rules, fns);
+  }
 
   if (p.actSlot !== undefined) {
     const start = w.next;

@@ -3,6 +3,7 @@
  * their maps, run them on test packets, read their ring buffers, pin state.
  */
 export { load } from './entry.js';
+export { loadFunctions, type LoadFunctionsOptions } from './functions.js';
 export { type LoadOptions, type LoadSource } from './load.js';
 export { loadFilter, LoadedFilter, FilterSet, LogSubscription, type LoadFilterOptions, type FilterAttachOptions, type FilterTestRun, type RuleCounter, type FilterLogEvent } from './filter.js';
 export { LiveRules, type RulePlace, type RuleOp, type RuleUpdate } from './rules.js';

@@ -55,7 +55,7 @@ export const build: Command = {
     if (functions.length > 0) {
       const name = path.basename(file).replace(/\.[cm]?[tj]s$/, '');
       const step = io.step(`compiling ${functions.map((f) => f.exportName).join(', ')} (ts-morph + clang)`);
-      const r = (await fnCompiler())(file, { exports: functions.map((f) => f.exportName) });
+      const r = (await fnCompiler())(file, { exports: functions.map((f) => f.exportName), module: found.module });
       step(r.object?.cached ? 'cached' : `${r.object?.bytes.length ?? 0} bytes`);
       const base = path.join(outDir, name);
       writeFileSync(`${base}.c`, r.c);

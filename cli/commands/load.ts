@@ -2,9 +2,10 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { HOOKS, type Hook } from '../../sdk/model.js';
-import type { Layout } from '../../sdk/layout.js';
 import { TsbpfError } from '../../sdk/errors.js';
 import { load } from '../../runtime/entry.js';
+import { loadFunctions } from '../../runtime/functions.js';
+import type { FnCompileResult } from '../../codegen/fn/compile.js';
 import type { Attachment } from '../../runtime/attach.js';
 import { fnCompiler } from '../lazy.js';
 import type { Command } from '../command.js';
@@ -79,7 +80,7 @@ export const loadCommand: Command = {
     let rules: LoadRecord['rules'] = [];
     let found: FoundFilter | undefined;
     // A .ts file's function programs compile to one object, loaded like any object file.
-    let fnObject: { bytes: Buffer; layouts: Record<string, { key?: Layout<unknown>; value?: Layout<unknown> }>; program: string } | undefined;
+    let fnObject: { build: Pick<FnCompileResult, 'object' | 'layouts' | 'maps'>; program: string } | undefined;
     if (!isObject) {
       const all = await buildablesOf(file);
       const filters = all.filters.filter((f) => !values.export || f.exportName === values.export);
@@ -88,9 +89,9 @@ export const loadCommand: Command = {
       if (filters.length === 1) found = filters[0];
       else if (fns.length === 1) {
         const step = io.step(`compiling function program ${fns[0]!.exportName}`);
-        const r = (await fnCompiler())(file, { exports: [fns[0]!.exportName] });
+        const r = (await fnCompiler())(file, { exports: [fns[0]!.exportName], module: all.module });
         step();
-        fnObject = { bytes: r.object!.bytes, layouts: r.layouts, program: r.programs[0]!.name };
+        fnObject = { build: r, program: r.programs[0]!.name };
       } else if (fns.length > 1) {
         throw new TsbpfError('INVALID_ARGUMENT', `${file} exports several ${hook} programs: ${fns.map((f) => f.exportName).join(', ')}`, { hint: 'choose one with --export NAME' });
       } else {
@@ -109,7 +110,8 @@ export const loadCommand: Command = {
     let pin: (dir: string) => void;
     const step = io.step(isObject || fnObject ? `loading ${name}` : `compiling and loading ${name}`);
     if (isObject || fnObject) {
-      const obj = fnObject ? load(fnObject.bytes, { ...reuse, name, layouts: fnObject.layouts }) : load(file, reuse);
+      // loadFunctions: DSL sets start with their declared elements.
+      const obj = fnObject ? loadFunctions(fnObject.build, { ...reuse, name }) : load(file, reuse);
       close = () => obj.close();
       pin = (d) => obj.pin(d);
       step(`${Object.keys(obj.programs).length} programs`);

@@ -3,11 +3,11 @@ import { evaluate } from '../../sdk/evaluate.js';
 import { parsePacketSpec, PACKET_SPEC_SYNTAX } from '../../sdk/packet-spec.js';
 import type { Hook } from '../../sdk/model.js';
 import { loadFilter } from '../../runtime/filter.js';
+import { loadFunctions } from '../../runtime/functions.js';
 import { fnCompiler } from '../lazy.js';
 import type { Command } from '../command.js';
 import { buildablesOf, oneFilterOf } from '../definitions.js';
 import { runInNode } from '../../sdk/fn/run.js';
-import { load } from '../../runtime/load.js';
 import { parseHook } from './load.js';
 
 export const testCommand: Command = {
@@ -41,8 +41,8 @@ export const testCommand: Command = {
     if (fn) {
       // A function program: the same function in Node beside the kernel's test run.
       const done = io.step(`compiling function program ${fn.exportName}`);
-      const r = (await fnCompiler())(file, { exports: [fn.exportName] });
-      const obj = load(r.object!.bytes, { name: fn.exportName, layouts: r.layouts });
+      const r = (await fnCompiler())(file, { exports: [fn.exportName], module: all.module });
+      const obj = loadFunctions(r, { name: fn.exportName });
       done();
       let differ = 0;
       try {

@@ -10,7 +10,13 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Node, ts, type Expression, type SourceFile } from 'ts-morph';
 import { TsbpfError } from '../../sdk/errors.js';
-import { isMapDecl, type MapDecl } from '../../sdk/fn/maps.js';
+import { dslMapDecl, isMapDecl, type MapDecl } from '../../sdk/fn/maps.js';
+import { isFilter, type Filter } from '../../sdk/dsl/filter.js';
+import { isMapRef, isSetRef, type MapRef, type SetRef } from '../../sdk/dsl/refs.js';
+import { LPM4_KEY, LPM6_KEY, SET_VALUE } from '../layouts.js';
+import { setKey } from '../maps.js';
+import { u16 as u16Layout, encode } from '../../sdk/layout.js';
+import { embedFilter, type EmbeddedFilter } from './filters.js';
 import type { AnyFnProgram, FnHook } from '../../sdk/fn/program.js';
 import { isStructLayout, type Layout } from '../../sdk/layout.js';
 import { compileC, type ClangOptions } from '../clang.js';
@@ -30,14 +36,28 @@ export interface CompileFunctionsOptions {
   /** Stop after generating C (no clang). */
   emitOnly?: boolean;
   clang?: ClangOptions;
+  /**
+   * The file's exports (`await import(file)`): the filters (DSL) it declares,
+   * which runChain(fw, pkt) runs and whose sets and maps (fw.sets.x,
+   * fw.maps.x) programs use. A filter() call is not evaluated from the syntax
+   * tree: the filter of that name is taken from here.
+   */
+  module?: Record<string, unknown>;
+  /** Filters to take from, besides the module's exports. */
+  filters?: Filter[];
 }
 
 export interface FnMapResult {
   name: string;
-  kind: MapDecl['kind'];
+  /** The kernel map type; DSL address sets are LPM tries. */
+  kind: MapDecl['kind'] | 'lpm_trie';
   maxEntries: number;
   key?: Layout<unknown>;
   value?: Layout<unknown>;
+  /** For maps declared with the filter DSL: 'set' or 'map', and whether the embedded filter declares it too (one map). */
+  dsl?: { kind: 'set' | 'map'; shared: boolean };
+  /** Entries to write right after load (a DSL set's declared elements); loadFunctions does it. */
+  initial?: Array<{ key: Buffer; value: Buffer }>;
 }
 
 export interface FnCompileResult {
@@ -50,6 +70,8 @@ export interface FnCompileResult {
   maps: FnMapResult[];
   /** Per map, the layouts to give runtime load(): load(result.object, { layouts: result.layouts }). */
   layouts: Record<string, { key?: Layout<unknown>; value?: Layout<unknown> }>;
+  /** The filter compiled into the object for runChain, with its programs and maps (one per build at most). */
+  filter?: { name: string; programs: string[]; maps: string[] };
   /** Milliseconds spent in each step. */
   timings: { parseMs: number; typeCheckMs: number; lowerMs: number; clangMs: number; totalMs: number };
 }
@@ -86,7 +108,9 @@ export function compileFunctions(file: string, options: CompileFunctionsOptions 
   }
 
   const tl0 = performance.now();
-  const statics = new StaticEvaluator(diags);
+  const filters = new Map<string, Filter>();
+  for (const v of [...Object.values(options.module ?? {}), ...(options.filters ?? [])]) if (isFilter(v)) filters.set(v.name, v);
+  const statics = new StaticEvaluator(diags, filters);
   const found = findPrograms(sf, diags, options.exports);
   const maps = new Map<string, MapInfo>();
   const mapNodes = new Map<string, unknown>();
@@ -105,31 +129,56 @@ export function compileFunctions(file: string, options: CompileFunctionsOptions 
       }
     }
     const names: string[] = [];
-    for (const [name, d] of Object.entries(declared)) {
-      if (!isMapDecl(d)) {
-        diags.error(p.options!, `maps.${name} is not a map declaration`, 'declare maps with hash(...), lruHash(...), array(...), perCpuArray(...), ringBuf(...), progArray(...)');
+    for (const [name, d0] of Object.entries(declared)) {
+      if (!isMapDecl(d0) && !(isSetRef(d0)) && !(isMapRef(d0))) {
+        diags.error(p.options!, `maps.${name} is not a map declaration`, 'declare maps with hash(...), lruHash(...), array(...), perCpuArray(...), ringBuf(...), progArray(...), or take a filter\'s: fw.sets.blocked, fw.maps.seen');
         continue;
       }
+      if ((isSetRef(d0) || isMapRef(d0)) && d0.name !== name) {
+        diags.error(p.options!, `maps.${name} is the filter's map '${d0.name}': it keeps its name`, `write { ${d0.name}: ... } and take it as ${d0.name}`);
+        continue;
+      }
+      let d: MapDecl;
+      if (isSetRef(d0)) d = setDecl(d0);
+      else if (isMapRef(d0)) {
+        const m = dslMapDecl(d0);
+        if (typeof m === 'string') {
+          diags.error(p.options!, m, 'functions use hash, lru_hash, percpu_hash, array, percpu_array and ringbuf maps of the DSL');
+          continue;
+        }
+        d = m;
+      } else d = d0;
       if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name) || /^(tsbpf_|fn_|bpf_|__)/.test(name) || RESERVED_NAMES.has(name)) {
         diags.error(p.options!, `'${name}' cannot be a map name: it is taken in the generated C`, 'use another name (not a C keyword, p, ctx, LICENSE, nor starting with tsbpf_, fn_, bpf_ or __)');
         continue;
       }
-      const layoutProblem = checkLayouts(d);
+      const layoutProblem = isSetRef(d0) ? undefined : checkLayouts(d);
       if (layoutProblem) {
         diags.error(p.options!, `map '${name}': ${layoutProblem}`, 'map keys and values are u8, u16, u32, u64, or struct({...}) of them');
         continue;
       }
       names.push(name);
       const prev = mapNodes.get(name);
-      if (prev !== undefined && prev !== d && !sameDecl(prev as MapDecl, d)) {
+      const same = prev === d0 || (prev !== undefined && !(isSetRef(prev)) && !(isMapRef(prev)) && !(isSetRef(d0)) && !(isMapRef(d0)) && sameDecl(prev as MapDecl, d));
+      if (prev !== undefined && !same) {
         diags.error(p.options!, `two programs declare map '${name}' differently`, 'declare the maps once (const maps = {...}) and pass the same object to every program');
         continue;
       }
       if (prev === undefined) {
-        mapNodes.set(name, d);
-        const t = mapTypes(name, d.key, d.value);
-        decls.push(...t.decls);
-        maps.set(name, { name, decl: d, ...(t.keyC ? { keyC: t.keyC } : {}), ...(t.valueC ? { valueC: t.valueC } : {}) });
+        mapNodes.set(name, d0);
+        const info: MapInfo = { name, decl: d };
+        if (isSetRef(d0)) {
+          info.set = d0.type;
+          info.keyC = d0.type === 'ipv4' ? 'struct tsbpf_lpm4_key' : d0.type === 'ipv6' ? 'struct tsbpf_lpm6_key' : '__u16';
+          info.valueC = '__u8';
+        } else {
+          const t = mapTypes(name, d.key, d.value);
+          decls.push(...t.decls);
+          if (t.keyC) info.keyC = t.keyC;
+          if (t.valueC) info.valueC = t.valueC;
+        }
+        if (isSetRef(d0) || isMapRef(d0)) info.dsl = d0;
+        maps.set(name, info);
       }
     }
     programMaps.set(p.name, names);
@@ -156,13 +205,20 @@ export function compileFunctions(file: string, options: CompileFunctionsOptions 
       kind: 'restricted',
     });
   }
+  // The filter runChain runs is compiled into this object: its chains inline, its maps shared.
+  let embedded: EmbeddedFilter | undefined;
+  if (lowerer.chainCalls.size > 0 && diags.count === 0) {
+    embedded = embedFilter(lowerer.chainCalls, maps, programs.map((p) => p.name), diags);
+  }
   diags.throwIfAny(displayPath(abs));
   const c = emitUnit({
     file: displayPath(abs),
     programs,
     helpers: lowerer.helperOrder.map((h) => h.text),
-    maps: [...maps.values()],
-    decls: dedupeDecls(decls),
+    maps: [...maps.values()].filter((m) => !embedded?.maps.has(m.name)),
+    decls: dedupeDecls(decls.filter(([n]) => !embedded?.typeNames.has(n))),
+    ...(embedded ? { filterC: embedded.c, runners: embedded.runners } : {}),
+    dslSets: [...maps.values()].some((m) => m.set !== undefined),
   });
   const lowerMs = performance.now() - tl0;
 
@@ -175,17 +231,38 @@ export function compileFunctions(file: string, options: CompileFunctionsOptions 
     clangMs = performance.now() - tc0;
     object = { path: r.path, bytes: r.bytes, key: r.key, cached: r.cached };
   }
-  const mapResults: FnMapResult[] = [...maps.values()].map((m) => ({
-    name: m.name,
-    kind: m.decl.kind,
-    maxEntries: m.decl.maxEntries,
-    ...(m.decl.key && m.decl.kind !== 'ringbuf' ? { key: m.decl.key } : {}),
-    ...(m.decl.value ? { value: m.decl.value } : {}),
-  }));
+  const mapResults: FnMapResult[] = [...maps.values()].map((m) => {
+    const r: FnMapResult = {
+      name: m.name,
+      kind: m.set === 'ipv4' || m.set === 'ipv6' ? 'lpm_trie' : m.decl.kind,
+      maxEntries: m.decl.maxEntries,
+      ...(m.decl.key && m.decl.kind !== 'ringbuf' ? { key: m.decl.key } : {}),
+      ...(m.decl.value ? { value: m.decl.value } : {}),
+    };
+    if (m.dsl) {
+      const shared = embedded?.maps.has(m.name) ?? false;
+      r.dsl = { kind: m.set ? 'set' : 'map', shared };
+      // The embedded filter's own entry carries the set's elements (below).
+      if (isSetRef(m.dsl) && !shared) r.initial = m.dsl.elements.map((e) => ({ key: setKey(m.name, m.set!, e), value: encode(SET_VALUE, 1) }));
+    }
+    return r;
+  });
   const layouts: FnCompileResult['layouts'] = {};
   for (const m of mapResults) {
     if (m.kind === 'ringbuf' || m.kind === 'prog_array') continue;
     layouts[m.name] = { ...(m.key ? { key: m.key } : {}), ...(m.value ? { value: m.value } : {}) };
+  }
+  if (embedded) {
+    // The filter's maps, typed as its compile result types them; its sets start with their elements.
+    for (const m of embedded.compiled.maps) {
+      if (m.kind === 'ringbuf' || m.kind === 'prog_array') continue;
+      layouts[m.name] = { ...(m.key ? { key: m.key } : {}), ...(m.value ? { value: m.value } : {}) };
+      if (m.initial?.length) {
+        const mine = mapResults.find((r) => r.name === m.name);
+        if (mine) mine.initial = m.initial;
+        else mapResults.push({ name: m.name, kind: m.kind === 'lpm_trie' ? 'lpm_trie' : 'hash', maxEntries: m.maxEntries, ...(m.key ? { key: m.key } : {}), ...(m.value ? { value: m.value } : {}), dsl: { kind: 'set', shared: true }, initial: m.initial });
+      }
+    }
   }
   return {
     file: abs,
@@ -194,6 +271,7 @@ export function compileFunctions(file: string, options: CompileFunctionsOptions 
     programs: programs.map((p) => ({ name: p.name, hook: p.hook, section: p.hook === 'xdp' ? 'xdp' : 'tc' })),
     maps: mapResults,
     layouts,
+    ...(embedded ? { filter: { name: embedded.compiled.definition.name, programs: embedded.compiled.programs.map((p) => p.name), maps: embedded.compiled.maps.map((m) => m.name) } } : {}),
     timings: { parseMs: t1 - t0, typeCheckMs, lowerMs, clangMs, totalMs: performance.now() - t0 },
   };
 }
@@ -286,6 +364,12 @@ function checkLayouts(d: MapDecl): string | undefined {
   if (!ok(d.key)) return `its key layout (${d.key!.kind}) is not supported in function programs`;
   if (!ok(d.value)) return `its value layout (${d.value!.kind}) is not supported in function programs`;
   return undefined;
+}
+
+/** The shape of a DSL set's kernel map (codegen/maps.ts makes the same). */
+function setDecl(s: SetRef): MapDecl {
+  const key = s.type === 'ipv4' ? LPM4_KEY : s.type === 'ipv6' ? LPM6_KEY : u16Layout;
+  return Object.freeze({ kind: 'hash' as const, key: key as Layout<unknown>, value: SET_VALUE as Layout<unknown>, maxEntries: s.maxEntries });
 }
 
 function sameDecl(a: MapDecl, b: MapDecl): boolean {

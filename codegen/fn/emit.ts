@@ -155,6 +155,82 @@ static __always_inline void fn_write(void *ctx, const int hook, struct tsbpf_pkt
 		p->l4_csum = c;
 	}
 }
+
+/*
+ * An IPv6 address (the source at off = l3 + 8, the destination at l3 + 24):
+ * four 4-byte regions, each with its incremental fix of the L4 checksum
+ * (TCP, UDP, ICMPv6: the pseudo-header holds the addresses). store is the
+ * address in the parse result, kept up to date.
+ */
+static __always_inline void fn_write_ip6(void *ctx, const int hook, struct tsbpf_pkt *p, __u32 off, struct fn_ip6 a, __u32 l4_off,
+					 int l4_flags, __u32 *store)
+{
+	__u32 nw[4] = { a.hi >> 32, (__u32)a.hi, a.lo >> 32, (__u32)a.lo };
+	__u32 old[4];
+	__u8 buf[16];
+	__u8 *b = 0;
+	__u16 c = p->l4_csum;
+	/* One pass, few branches: eight fn_write()s in a program are too many paths for the verifier. */
+	int fix = l4_off != 0 && !((l4_flags & FN_CSUM_MANGLED0) && c == 0);
+
+	if (hook == TSBPF_HOOK_XDP) {
+		b = fn_xdp_ptr(ctx, off, 16);
+		if (!b)
+			return;
+		__builtin_memcpy(buf, b, 16);
+	} else if (bpf_skb_load_bytes(ctx, off, buf, 16)) {
+		return;
+	}
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		old[i] = tsbpf_be32(buf + 4 * i);
+		tsbpf_put32(buf + 4 * i, nw[i]);
+		c = fn_csum_replace(c, old[i], nw[i], 4);
+		if ((l4_flags & FN_CSUM_MANGLED0) && c == 0)
+			c = 0xffff;
+		store[i] = nw[i];
+	}
+	if (hook == TSBPF_HOOK_XDP)
+		__builtin_memcpy(b, buf, 16);
+	else
+		bpf_skb_store_bytes(ctx, off, buf, 16, 0);
+	if (!fix)
+		return;
+	if (hook == TSBPF_HOOK_XDP) {
+		__u8 *cb = fn_xdp_ptr(ctx, l4_off, 2);
+		if (cb)
+			tsbpf_put16(cb, c);
+	} else {
+		__u64 f = 4 | BPF_F_PSEUDO_HDR | ((l4_flags & FN_CSUM_MANGLED0) ? BPF_F_MARK_MANGLED_0 : 0);
+#pragma unroll
+		for (int i = 0; i < 4; i++)
+			bpf_l4_csum_replace(ctx, l4_off, bpf_htonl(old[i]), bpf_htonl(nw[i]), f);
+	}
+	p->l4_csum = c;
+}
+
+/*
+ * The bits (mask << shift) of the outer VLAN tag's TCI. At XDP, and at TC when
+ * the tag is in the bytes, the TCI is bytes 14..15 of the frame (at TC stored
+ * with BPF_F_RECOMPUTE_CSUM: a CHECKSUM_COMPLETE sum that covers the tag
+ * follows). At TC the kernel may hold the outer tag in skb metadata
+ * (parse.h): then it is popped and pushed back with the new TCI, which
+ * changes no bytes.
+ */
+static __always_inline void fn_vlan_write(void *ctx, const int hook, struct tsbpf_pkt *p, const int shift, const __u16 mask, __u16 v)
+{
+	__u16 tci = (p->vlan_tci[0] & (__u16)~(mask << shift)) | (__u16)((v & mask) << shift);
+
+	if (hook == TSBPF_HOOK_TC && ((struct __sk_buff *)ctx)->vlan_present) {
+		__u32 proto = ((struct __sk_buff *)ctx)->vlan_proto;
+
+		if (bpf_skb_vlan_pop(ctx) || bpf_skb_vlan_push(ctx, proto, tci))
+			return;
+	} else {
+		fn_write(ctx, hook, p, 14, 2, shift, mask, v, 0, 0, 0, hook == TSBPF_HOOK_XDP ? 0 : BPF_F_RECOMPUTE_CSUM);
+	}
+	p->vlan_tci[0] = tci;
+}
 `;
 
 /** C type names for a map's key and value, and the declarations they need. */
@@ -180,6 +256,11 @@ export interface UnitParts {
   helpers: string[];
   maps: MapInfo[];
   decls: Array<[string, Layout<unknown>]>;
+  /** The C of a filter runChain runs (codegen/fn/filters.ts), and its runners. */
+  filterC?: string;
+  runners?: string[];
+  /** DSL sets are used: their keys and lookups come from tsbpf/filter.h. */
+  dslSets?: boolean;
 }
 
 export function emitUnit(u: UnitParts): string {
@@ -197,9 +278,17 @@ export function emitUnit(u: UnitParts): string {
 #include <tsbpf/parse.h>
 #include <tsbpf/csum.h>
 `);
+  if (u.dslSets || u.filterC) out.push('#include <tsbpf/filter.h>\n');
+  if (u.filterC) out.push(`/* ---- filter compiled in for runChain ---- */\n${u.filterC}\n/* ---- function programs ---- */\n`);
   if (u.decls.length) out.push(cDecls(u.decls));
   for (const m of u.maps) {
     const d = m.decl;
+    if (m.set) {
+      // As codegen/maps.ts declares a filter's set.
+      const lpm = m.set !== 'port';
+      out.push(`struct {\n\t__uint(type, ${lpm ? 'BPF_MAP_TYPE_LPM_TRIE' : 'BPF_MAP_TYPE_HASH'});\n\t__uint(max_entries, ${d.maxEntries});\n${lpm ? '\t__uint(map_flags, BPF_F_NO_PREALLOC);\n' : ''}\t__type(key, ${m.keyC});\n\t__type(value, __u8);\n} ${m.name} SEC(".maps");\n`);
+      continue;
+    }
     const lines = [`\t__uint(type, ${MAP_TYPE[d.kind]});`, `\t__uint(max_entries, ${d.maxEntries});`];
     if (d.kind !== 'ringbuf') {
       lines.push(`\t__type(key, ${m.keyC});`, `\t__type(value, ${m.valueC});`);
@@ -207,6 +296,7 @@ export function emitUnit(u: UnitParts): string {
     out.push(`struct {\n${lines.join('\n')}\n} ${m.name} SEC(".maps");\n`);
   }
   out.push(FN_SUPPORT_C);
+  for (const r of u.runners ?? []) out.push(r + '\n');
   for (const h of u.helpers) out.push(h + '\n');
   for (const p of u.programs) out.push(p.text + '\n');
   out.push('char LICENSE[] SEC("license") = "GPL";\n');

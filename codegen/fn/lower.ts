@@ -14,11 +14,14 @@
 import { Node, SyntaxKind, type ArrowFunction, type Expression, type FunctionDeclaration, type FunctionExpression, type Statement } from 'ts-morph';
 import { FIELDS, HEADER_NAMES, HEADER_PRESENT_C, L4_CSUM, PACKET_FIELDS, type FieldSpec, type HeaderName } from '../../sdk/fn/fields.js';
 import type { MapDecl } from '../../sdk/fn/maps.js';
+import { isFilter, type Filter } from '../../sdk/dsl/filter.js';
+import type { MapRef, SetRef, SetType } from '../../sdk/dsl/refs.js';
+import { cIdent } from '../ir.js';
 import type { FnHook } from '../../sdk/fn/program.js';
 import { VERDICT_CONSTANTS } from '../../sdk/fn/verdicts.js';
 import { isStructLayout, type Layout, type StructLayout } from '../../sdk/layout.js';
 import { Reported, type Diagnostics } from './diagnostics.js';
-import { declarationOf, tsbpfName } from './project.js';
+import { declarationOf, tsbpfName, type TsbpfModule } from './project.js';
 import { NOT_CONSTANT, type StaticEvaluator } from './static.js';
 import { big, C_INT, describeTy, isExactBig, layoutIntKind, MAX_SAFE, num, U64_MAX, WIDTH_MAX, type CNum, type Ty, type Val } from './types.js';
 
@@ -30,7 +33,14 @@ export interface MapInfo {
   /** C type of keys and values ('__u32', 'struct flows_key'). */
   keyC?: string;
   valueC?: string;
+  /** A set of the filter DSL (an LPM trie, or a hash of ports): its handle has has(). */
+  set?: SetType;
+  /** Declared with the filter DSL (a filter's set or user map). */
+  dsl?: SetRef | MapRef;
 }
+
+/** runChain calls: per filter, the hooks it runs at and the first call (for diagnostics). */
+export type ChainCalls = Map<Filter, { hooks: Set<FnHook>; node: Node }>;
 
 interface VarInfo {
   cname: string;
@@ -96,6 +106,8 @@ export class Lowerer {
   readonly #helperBusy: Node[] = [];
   /** Names of C globals (maps, programs, helpers): locals must not shadow them. */
   readonly globals = new Set<string>();
+  /** Filters the programs run with runChain. */
+  readonly chainCalls: ChainCalls = new Map();
   #tmp = 0;
 
   constructor(
@@ -467,6 +479,11 @@ export class Lowerer {
         if (!f.write) throw this.diags.error(t, `pkt.${h}.${name} is read-only`, readOnlyHint(f));
         if (scope.kind !== 'main') throw this.diags.error(t, 'helper functions cannot change the packet', 'change it in the program function');
         const v = rhs(this.fieldRead(f));
+        if (f.type === 'ipv6') {
+          if (v.ty.t !== 'ip6') throw this.diags.error(valueNode ?? whole, `pkt.${h}.${name} takes an IPv6 address, not ${describeTy(v.ty)}`, "ip6('fd00::1'), or another address field");
+          this.fieldWrite(f, v, scope);
+          return;
+        }
         const width = f.type === 'mac' ? 'mac' : f.max === 0xff ? 'u8' : f.max === 0xffff ? 'u16' : f.max === 0xffffffff ? 'u32' : f.max;
         this.fits(v, width, valueNode ?? whole, `pkt.${h}.${name}`);
         this.fieldWrite(f, v, scope);
@@ -766,7 +783,7 @@ export class Lowerer {
     throw this.diags.error(node, `${node.getText()} is not a value a program can use`, 'programs use numbers, bigints and booleans');
   }
 
-  apiValue(e: Node, api: { module: 'fn' | 'layout'; name: string }, scope: Scope): Val {
+  apiValue(e: Node, api: { module: TsbpfModule; name: string }, scope: Scope): Val {
     const vc = VERDICT_CONSTANTS[api.name];
     if (vc && api.module === 'fn') {
       const family = scope.hook === undefined ? undefined : scope.hook === 'xdp' ? 'xdp' : 'tc';
@@ -856,6 +873,23 @@ export class Lowerer {
 
   fieldWrite(f: FieldSpec, v: Val, scope: Scope): void {
     const wr = f.write!;
+    if (f.header === 'vlan') {
+      const t = this.tmp('w');
+      this.line(scope, `{`);
+      this.line(scope, `\tconst __u16 ${t} = ${v.c};`);
+      this.line(scope, `\tfn_vlan_write(ctx, ${HOOK_C(scope.hook!)}, &p, ${wr.shift}, 0x${((1 << wr.width) - 1).toString(16)}, ${t});`);
+      this.line(scope, `}`);
+      return;
+    }
+    if (wr.bytes === 16) {
+      const t = this.tmp('a');
+      const l4 = `((p.present & TSBPF_HAS_TCP) ? p.l4_off + ${L4_CSUM.tcp!.offset} : (p.present & TSBPF_HAS_UDP) ? p.l4_off + ${L4_CSUM.udp!.offset} : (p.present & TSBPF_HAS_ICMPV6) ? p.l4_off + ${L4_CSUM.icmpv6!.offset} : 0)`;
+      this.line(scope, `{`);
+      this.line(scope, `\tconst struct fn_ip6 ${t} = ${v.c};`);
+      this.line(scope, `\tfn_write_ip6(ctx, ${HOOK_C(scope.hook!)}, &p, p.l3_off + ${wr.region}, ${t}, ${l4}, FN_CSUM_PSEUDO | ((p.present & TSBPF_HAS_UDP) ? FN_CSUM_MANGLED0 : 0), ${f.cStore});`);
+      this.line(scope, `}`);
+      return;
+    }
     const base = wr.base === 'eth' ? '' : wr.base === 'l3' ? 'p.l3_off + ' : 'p.l4_off + ';
     const off = `${base}${wr.region}`;
     const mask = wr.width === 48 ? '0xffffffffffffULL' : `0x${((1n << BigInt(wr.width)) - 1n).toString(16)}`;
@@ -1014,6 +1048,10 @@ export class Lowerer {
         this.fits(n!, w, args[2]!, 'the new value');
         return num(`fn_csum_replace(${c!.c}, ${o!.c}, ${n!.c}, ${w === 'u16' ? 2 : 4})`, 0n, 0xffffn, 'u16');
       }
+      case 'runChain':
+        return this.runChain(args, e, scope, false);
+      case 'tailChain':
+        return this.runChain(args, e, scope, true);
       case 'runInNode':
       case 'xdp':
       case 'tcIngress':
@@ -1024,10 +1062,77 @@ export class Lowerer {
     }
   }
 
+  /** runChain(fw, pkt): the filter's entry chain for this hook, compiled into the object, its verdict as this hook's action. */
+  runChain(args: Expression[], e: Node, scope: Scope, tail: boolean): Val {
+    const fname = tail ? 'tailChain' : 'runChain';
+    this.argCount(e, args, 2, 2, `${fname}(filter, pkt)`);
+    if (scope.kind !== 'main') throw this.diags.error(e, `${fname}() belongs in the program function`, `call it from the program: return ${fname}(fw, pkt)`);
+    if (tail) {
+      let up = e.getParent();
+      while (up && Node.isParenthesizedExpression(up)) up = up.getParent();
+      if (!up || !Node.isReturnStatement(up)) {
+        throw this.diags.error(e, 'tailChain() hands the packet to the filter for good: nothing can follow it', 'return it: return tailChain(fw, pkt); or use runChain(fw, pkt) to act on the verdict');
+      }
+    }
+    const target = args[0]!;
+    const v = this.statics.tryEval(target);
+    if (!(isFilter(v))) {
+      // A filter() the build was not given: say so (the evaluator's message names the fix).
+      let root: Node = target;
+      while (Node.isPropertyAccessExpression(root)) root = root.getExpression();
+      const d = Node.isIdentifier(root) ? declarationOf(root) : undefined;
+      const init = d && Node.isVariableDeclaration(d) ? d.getInitializer() : undefined;
+      if (init && Node.isCallExpression(init) && tsbpfName(init.getExpression())?.name === 'filter') {
+        const nameArg = init.getArguments()[0];
+        const name = nameArg ? this.statics.tryEval(nameArg) : undefined;
+        throw this.diags.error(
+          target,
+          `filter '${typeof name === 'string' ? name : target.getText()}' is not among the filters this build was given`,
+          'export the filter from the file and pass its module: compileFunctions(file, { module: await import(file) }) (or { filters: [fw] })',
+        );
+      }
+      throw this.diags.error(
+        target,
+        `${fname}() runs a declared chain, and ${target.getText()} is not one`,
+        "pass a filter declared with filter(...) (its entry chain for this hook runs): export const fw = filter('fw', { hook: 'xdp' }, ...); ... return runChain(fw, pkt)",
+      );
+    }
+    const pkt = this.exprInner(args[1]!, scope, { allowAlias: true });
+    if (pkt.ty.t !== 'pkt') throw this.diags.error(args[1]!, `${fname}() runs the chain on the program's packet`, `pass the packet parameter: ${fname}(fw, pkt)`);
+    const prog = v.definition.programs.find((p) => p.hook === scope.hook);
+    if (!prog) {
+      throw this.diags.error(target, `filter '${v.name}' has no program for ${scope.hook}`, `declare it for this hook too: filter('${v.name}', { hook: ['${v.definition.programs[0]?.hook ?? 'xdp'}', '${scope.hook}'] }, ...)`);
+    }
+    const have = this.chainCalls.get(v);
+    if (have) have.hooks.add(scope.hook!);
+    else this.chainCalls.set(v, { hooks: new Set([scope.hook!]), node: e });
+    return { ty: { t: 'verdict' }, c: `fn_${tail ? 'tail' : 'run'}_${cIdent(prog.name)}(ctx, &p)` };
+  }
+
+  /** has(key) of a DSL set: the lookups the filter's rules make. */
+  setCall(m: MapInfo, method: string, args: Expression[], e: Node, scope: Scope): Val {
+    if (method !== 'has') throw this.diags.error(e, `a set of the filter DSL has has(key), not ${method}()`, 'change its contents from user space (the loaded map, or EvalState in Node)');
+    this.argCount(e, args, 1, 1, `${m.name}.has(key)`);
+    const k = this.expr(args[0]!, scope);
+    if (m.set === 'ipv6') {
+      if (k.ty.t !== 'ip6') throw this.diags.error(args[0]!, `${m.name} is a set of IPv6 addresses: ask it about one`, `${m.name}.has(pkt.ipv6.src)`);
+      const a = this.tmp('a');
+      const key = this.tmp('k');
+      return {
+        ty: { t: 'bool' },
+        c: `({ struct fn_ip6 ${a} = ${k.c}; struct tsbpf_lpm6_key ${key} = { .prefixlen = 128 }; tsbpf_put32(${key}.addr, ${a}.hi >> 32); tsbpf_put32(${key}.addr + 4, (__u32)${a}.hi); tsbpf_put32(${key}.addr + 8, ${a}.lo >> 32); tsbpf_put32(${key}.addr + 12, (__u32)${a}.lo); bpf_map_lookup_elem(&${m.name}, &${key}) != 0; })`,
+      };
+    }
+    if (k.ty.t !== 'num') throw this.diags.error(args[0]!, `${m.name} is a set of ${m.set === 'port' ? 'ports' : 'IPv4 addresses'}: ask it about a number`);
+    this.fits(k, m.set === 'port' ? 'u16' : 'u32', args[0]!, m.set === 'port' ? 'the port' : 'the address');
+    return { ty: { t: 'bool' }, c: m.set === 'port' ? `tsbpf_in_ports(&${m.name}, ${k.c})` : `tsbpf_in_lpm4(&${m.name}, ${k.c})` };
+  }
+
   // -- maps
 
   mapCall(mapName: string, method: string, args: Expression[], e: Node, scope: Scope): Val {
     const m = this.maps.get(mapName)!;
+    if (m.set) return this.setCall(m, method, args, e, scope);
     const kind = m.decl.kind;
     const isArray = kind === 'array' || kind === 'percpu_array';
     const isHash = kind === 'hash' || kind === 'lru_hash' || kind === 'percpu_hash' || kind === 'lru_percpu_hash';
@@ -1780,5 +1885,9 @@ function insideLoopOrSwitch(b: Node, stop: Node): boolean {
 function readOnlyHint(f: FieldSpec): string {
   if (f.name === 'checksum') return 'checksums are fixed for you when you change the fields they cover';
   if (f.flagBit !== undefined) return 'change pkt.tcp.flags instead';
+  if (['totalLength', 'payloadLength', 'length'].includes(f.name)) {
+    return 'a length must agree with the bytes of the frame, which a program cannot add or remove: it is read-only (docs/functions.md, "Lengths")';
+  }
+  if (f.name === 'ihl' || f.name === 'doff') return 'a header length decides where the next header starts: it is read-only';
   return 'it decides how the packet parses (or is derived), so it cannot change; see docs/functions.md for the writable fields';
 }

@@ -42,10 +42,14 @@ export function userSourceFile(project: Project, file: string, text?: string): S
   return project.addSourceFileAtPath(file);
 }
 
+/** tsbpf's modules a program's file can name: function programs, layouts, the filter DSL. */
+export type TsbpfModule = 'fn' | 'layout' | 'dsl';
+
 /** Which tsbpf module a declaration lives in, by its file path. */
-export function tsbpfModuleOf(node: Node): 'fn' | 'layout' | undefined {
+export function tsbpfModuleOf(node: Node): TsbpfModule | undefined {
   const p = node.getSourceFile().getFilePath();
   if (/\/sdk\/fn\/[^/]+\.(d\.ts|ts)$/.test(p)) return 'fn';
+  if (/\/sdk\/dsl\/[^/]+\.(d\.ts|ts)$/.test(p)) return 'dsl';
   if (/\/sdk\/layout\.(d\.ts|ts)$/.test(p)) return 'layout';
   return undefined;
 }
@@ -74,7 +78,7 @@ export function declarationOf(node: Node): Node | undefined {
  * When `node` (an identifier or a property access) names an export of tsbpf's
  * function API or layouts, its module and name: { module: 'fn', name: 'xdp' }.
  */
-export function tsbpfName(node: Node): { module: 'fn' | 'layout'; name: string } | undefined {
+export function tsbpfName(node: Node): { module: TsbpfModule; name: string } | undefined {
   const s = resolvedSymbol(node);
   if (!s) return undefined;
   for (const d of s.getDeclarations()) {

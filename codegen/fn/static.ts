@@ -11,8 +11,10 @@
 import { Node, SyntaxKind, ts } from 'ts-morph';
 import * as layoutApi from '../../sdk/layout.js';
 import * as fnApi from '../../sdk/fn/index.js';
+import * as dslRefs from '../../sdk/dsl/refs.js';
 import type { Diagnostics } from './diagnostics.js';
-import { declarationOf, tsbpfName } from './project.js';
+import { declarationOf, tsbpfName, type TsbpfModule } from './project.js';
+import type { Filter } from '../../sdk/dsl/filter.js';
 
 /** Functions of the API that may run at build time (pure, declarative). */
 const STATIC_FN = new Set([
@@ -20,12 +22,23 @@ const STATIC_FN = new Set([
   'u8', 'u16', 'u32', 'u64', 'ip4', 'ip6', 'mac', 'csumUpdate16', 'csumUpdate32', 'sameIpv6',
 ]);
 const STATIC_LAYOUT = new Set(['struct', 'union', 'array', 'bytes', 'cstring']);
+/** Declarations of the filter DSL that stand alone (filter() itself is taken from the module). */
+const STATIC_DSL = new Set(['declareSet', 'declareMap']);
 
 export class StaticEvaluator {
   readonly #cache = new Map<Node, unknown>();
   readonly #busy = new Set<Node>();
 
-  constructor(private readonly diags: Diagnostics) {}
+  /**
+   * `filters`: the filters (DSL) the file's module exports, by name. A
+   * `filter(...)` call cannot be evaluated from the syntax tree (its build
+   * function is arbitrary code), so it stands for the filter of that name the
+   * module made when it was imported.
+   */
+  constructor(
+    private readonly diags: Diagnostics,
+    private readonly filters: ReadonlyMap<string, Filter> = new Map(),
+  ) {}
 
   /** The value of `node`, or a recorded diagnostic (thrown as Reported). */
   eval(node: Node, what: string): unknown {
@@ -114,7 +127,8 @@ export class StaticEvaluator {
     if (Node.isCallExpression(node)) {
       const callee = node.getExpression();
       const api = tsbpfName(callee);
-      if (!api || !(api.module === 'fn' ? STATIC_FN : STATIC_LAYOUT).has(api.name)) {
+      if (api?.module === 'dsl' && api.name === 'filter') return this.#filter(node);
+      if (!api || !(api.module === 'fn' ? STATIC_FN : api.module === 'dsl' ? STATIC_DSL : STATIC_LAYOUT).has(api.name)) {
         this.#fail(node, what, `only tsbpf's declarations can be called here, not ${callee.getText()}()`);
       }
       const f = this.#api(callee, api, what) as (...a: unknown[]) => unknown;
@@ -128,8 +142,24 @@ export class StaticEvaluator {
     return this.#fail(node, what, `${node.getKindName()} is not a constant expression`);
   }
 
-  #api(node: Node, api: { module: 'fn' | 'layout'; name: string }, what: string): unknown {
-    const mod = (api.module === 'fn' ? fnApi : layoutApi) as Record<string, unknown>;
+  #filter(node: Node & { getArguments(): Node[] }): unknown {
+    const nameNode = node.getArguments()[0];
+    const name = nameNode ? this.eval(nameNode, 'the filter name') : undefined;
+    if (typeof name !== 'string') throw this.diags.error(node, 'the filter name must be a string known at build time');
+    const f = this.filters.get(name);
+    if (!f) {
+      throw this.diags.error(
+        node,
+        `filter '${name}' is not among the filters this build was given`,
+        "export the filter from the file and pass its module: compileFunctions(file, { module: await import(file) }) (or { filters: [fw] })",
+      );
+    }
+    return f;
+  }
+
+  #api(node: Node, api: { module: TsbpfModule; name: string }, what: string): unknown {
+    if (api.module === 'dsl' && !STATIC_DSL.has(api.name)) this.#fail(node, what, `'${api.name}' of the filter DSL has no build-time value here`);
+    const mod = (api.module === 'fn' ? fnApi : api.module === 'dsl' ? dslRefs : layoutApi) as Record<string, unknown>;
     if (!(api.name in mod)) this.#fail(node, what, `tsbpf has no build-time value for '${api.name}'`);
     return mod[api.name];
   }

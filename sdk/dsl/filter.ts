@@ -24,7 +24,7 @@ import {
 import { callerPosition } from '../source.js';
 import { match } from './match.js';
 import type { Ipv4Cidr, Ipv6Cidr } from '../addr.js';
-import { MapRef, SetRef, type MapOptions, type SetType } from './refs.js';
+import { isMapRef, isSetRef, MapRef, SetRef, type MapOptions, type SetType } from './refs.js';
 import { RULE_DATA, rule, type RuleLike } from './rule.js';
 import { throwProblems, validateDefinition, type Problem } from './validate.js';
 
@@ -96,10 +96,21 @@ export interface FilterOptions {
    * refuses one (and ct rules are then an error).
    */
   conntrack?: boolean | { maxEntries?: number; timeouts?: ConntrackDef['timeouts']; tcpLoose?: boolean };
+  /**
+   * Sets and maps declared on their own (declareSet, declareMap) that this
+   * filter has too: its rules can match against the sets, and function
+   * programs that take the same values share the kernel maps with it.
+   */
+  uses?: ReadonlyArray<SetRef<any> | MapRef<any, any>>;
 }
+
+const FILTER = Symbol.for('tsbpf.dsl.filter');
 
 /** A validated filter. */
 export class Filter {
+  /** @internal a brand that survives two copies of this module (see isFilter) */
+  readonly [FILTER] = true;
+
   constructor(
     readonly definition: Definition,
     /** The sets by name, for run-time updates. */
@@ -116,6 +127,11 @@ export class Filter {
   toModel(): Definition {
     return this.definition;
   }
+}
+
+/** A Filter made by filter(), whichever copy of tsbpf made it (a user's file imported from the sources, tsbpf compiled). */
+export function isFilter(x: unknown): x is Filter {
+  return !!x && typeof x === 'object' && (x as { [FILTER]?: unknown })[FILTER] === true;
 }
 
 /** A Filter or a plain Definition: what compile() and evaluate() accept. */
@@ -135,6 +151,11 @@ export function filter(name: string, a: FilterOptions | ((ctx: FilterContext) =>
   const chains: Chain[] = [];
   const sets: SetRef[] = [];
   const maps: MapRef[] = [];
+  for (const u of options.uses ?? []) {
+    if (isSetRef(u)) sets.push(u as SetRef);
+    else if (isMapRef(u)) maps.push(u as MapRef);
+    else throw new DslError('uses takes sets and maps made by declareSet() and declareMap()', { ...(source ? { source } : {}) });
+  }
   let building = true;
   const declaredOutside = (what: string) => {
     if (!building) throw new DslError(`${what} can only be declared while the filter's build function runs`, { source: callerPosition() });

@@ -26,14 +26,17 @@ export type ChecksumKind =
   /** The checksum of the L4 header the field lives in (TCP l4+16, UDP l4+6, ICMP/ICMPv6 l4+2). */
   | 'l4'
   /** The TCP or UDP checksum, for a field of the IPv4 pseudo-header (when TCP or UDP is present). */
-  | 'l4pseudo';
+  | 'l4pseudo'
+  /** The TCP, UDP or ICMPv6 checksum, for a field of the IPv6 pseudo-header (the addresses). */
+  | 'l4pseudo6';
 
 export interface FieldWrite {
   /** Where the header starts: the frame, the L3 header or the L4 header. */
   base: 'eth' | 'l3' | 'l4';
   /** Byte offset of the region from the header's start (even). */
   region: number;
-  bytes: 2 | 4 | 6;
+  /** 16: an IPv6 address, written as four 4-byte regions (one checksum update each). */
+  bytes: 2 | 4 | 6 | 16;
   /** Bit position of the field's least significant bit within the region (big-endian). */
   shift: number;
   width: number;
@@ -58,7 +61,7 @@ export interface FieldSpec {
   doc: string;
 }
 
-const w = (base: FieldWrite['base'], region: number, bytes: 2 | 4 | 6, shift: number, width: number, csum: readonly ChecksumKind[]): FieldWrite => ({
+const w = (base: FieldWrite['base'], region: number, bytes: FieldWrite['bytes'], shift: number, width: number, csum: readonly ChecksumKind[]): FieldWrite => ({
   base,
   region,
   bytes,
@@ -82,9 +85,10 @@ export const FIELDS: readonly FieldSpec[] = [
   F('eth', 'src', 'mac', 'p.eth_src', 'source MAC as a 48-bit number', { write: w('eth', 6, 6, 0, 48, []), cStore: 'p.eth_src' }),
   F('eth', 'type', 'u16', 'p.eth_type', 'the type field of the Ethernet header itself (0x8100 when tagged)'),
 
-  F('vlan', 'id', 'u16', '(p.vlan_tci[0] & 0xfff)', 'the outer tag\'s 12-bit VLAN id', { max: 0xfff }),
-  F('vlan', 'pcp', 'u8', '(p.vlan_tci[0] >> 13)', 'priority code point (3 bits)', { max: 7 }),
-  F('vlan', 'dei', 'u8', '((p.vlan_tci[0] >> 12) & 1)', 'drop eligible indicator (1 bit)', { max: 1 }),
+  // The outer tag's TCI: bytes 14..15 of the frame (at TC it may be in skb metadata instead: fn_vlan_write).
+  F('vlan', 'id', 'u16', '(p.vlan_tci[0] & 0xfff)', 'the outer tag\'s 12-bit VLAN id', { max: 0xfff, write: w('eth', 14, 2, 0, 12, []) }),
+  F('vlan', 'pcp', 'u8', '(p.vlan_tci[0] >> 13)', 'priority code point (3 bits)', { max: 7, write: w('eth', 14, 2, 13, 3, []) }),
+  F('vlan', 'dei', 'u8', '((p.vlan_tci[0] >> 12) & 1)', 'drop eligible indicator (1 bit)', { max: 1, write: w('eth', 14, 2, 12, 1, []) }),
   F('vlan', 'tpid', 'u16', 'p.vlan_tpid[0]', 'the TPID that introduced the outer tag (0x8100 or 0x88a8)'),
 
   F('ipv4', 'ihl', 'u8', 'p.ip4_ihl', 'header length in 32-bit words', { max: 15 }),
@@ -108,8 +112,8 @@ export const FIELDS: readonly FieldSpec[] = [
   F('ipv6', 'nextHeader', 'u8', 'p.ip6_nexthdr', 'next header of the fixed header'),
   F('ipv6', 'hopLimit', 'u8', 'p.ip_ttl', 'hop limit', { write: w('l3', 6, 2, 0, 8, []), cStore: 'p.ip_ttl' }),
   F('ipv6', 'extHeaders', 'u8', 'p.ip6_ext', 'extension headers walked (0..6)', { max: 6 }),
-  F('ipv6', 'src', 'ipv6', 'p.ip6_src', 'source address ({ hi, lo } as two u64)'),
-  F('ipv6', 'dst', 'ipv6', 'p.ip6_dst', 'destination address ({ hi, lo } as two u64)'),
+  F('ipv6', 'src', 'ipv6', 'p.ip6_src', 'source address ({ hi, lo } as two u64)', { write: w('l3', 8, 16, 0, 128, ['l4pseudo6']), cStore: 'p.ip6_src' }),
+  F('ipv6', 'dst', 'ipv6', 'p.ip6_dst', 'destination address ({ hi, lo } as two u64)', { write: w('l3', 24, 16, 0, 128, ['l4pseudo6']), cStore: 'p.ip6_dst' }),
 
   F('fragment', 'offset', 'u16', 'p.frag_off', 'fragment offset in 8-byte units (non-zero: no L4 header here)', { max: 0x1fff }),
   F('fragment', 'more', 'bool', 'p.frag_more', 'more fragments follow'),

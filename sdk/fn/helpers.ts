@@ -9,6 +9,8 @@ import type { Ipv6Address } from './packet.js';
 import type { u32, u64 } from './int.js';
 import type { ProgArray } from './maps.js';
 import type { TcAction, XdpAction } from './verdicts.js';
+import type { Packet, TcPacket } from './packet.js';
+import type { DefinitionLike } from '../dsl/filter.js';
 export { csumUpdate16, csumUpdate32 } from './csum.js';
 
 /** What a run in Node provides to the helpers. */
@@ -18,22 +20,31 @@ export interface RunContext {
   random(): number;
   redirect?: { ifindex: number; flags: number };
   tailCall(progs: ProgArray, index: number): void;
+  runChain(filter: DefinitionLike): number;
+  tailChain(filter: DefinitionLike): number;
 }
 
-let current: RunContext | undefined;
+/*
+ * The run in progress lives on globalThis under a registered symbol: a user's
+ * file may import its own copy of these helpers (the CLI loads it from the
+ * sources) while runInNode comes from tsbpf's compiled copy; both must see it.
+ */
+const CURRENT = Symbol.for('tsbpf.fn.runContext');
+const slot = globalThis as { [CURRENT]?: RunContext | undefined };
 
 /** @internal runInNode sets the context around one call of the function. */
 export function withRunContext<T>(ctx: RunContext, fn: () => T): T {
-  const prev = current;
-  current = ctx;
+  const prev = slot[CURRENT];
+  slot[CURRENT] = ctx;
   try {
     return fn();
   } finally {
-    current = prev;
+    slot[CURRENT] = prev;
   }
 }
 
 function ctx(what: string): RunContext {
+  const current = slot[CURRENT];
   if (!current) {
     throw new TsbpfError('INVALID_ARGUMENT', `${what} can only be called while a function program runs (runInNode or in the kernel)`);
   }
@@ -101,4 +112,34 @@ export function mac(text: string): number {
 /** Whether two IPv6 addresses are equal. */
 export function sameIpv6(a: Ipv6Address, b: Ipv6Address): boolean {
   return a.hi === b.hi && a.lo === b.lo;
+}
+
+/**
+ * Run a filter declared with the DSL (`filter(...)`) on this packet: its
+ * entry chain for the program's hook, with its sets, counters, limits and
+ * marks, and get its verdict as this hook's action: accept -> XDP_PASS /
+ * TC_ACT_OK, drop -> XDP_DROP / TC_ACT_SHOT, redirect -> the redirect. A
+ * reject is a drop here (the reply is the filter's own program's job).
+ *
+ *   return runChain(fw, pkt);                        // the filter decides
+ *   if (runChain(fw, pkt) !== XDP_PASS) return XDP_DROP;
+ *
+ * In the kernel the chain's code is compiled into the function's object
+ * (inline, no tail call), and the filter's maps are the same kernel maps.
+ */
+export function runChain<P extends Packet>(filter: DefinitionLike, pkt: P): P extends TcPacket ? TcAction : XdpAction {
+  void pkt;
+  return ctx('runChain()').runChain(filter) as P extends TcPacket ? TcAction : XdpAction;
+}
+
+/**
+ * Hand the packet to a filter for good: `return tailChain(fw, pkt)`. As
+ * runChain, except that a reject is carried out: the filter's act program
+ * (a tail call in the kernel) turns the packet into the reply (TCP RST or
+ * ICMP unreachable) and sends it back (XDP_TX; at TC a redirect). Only as
+ * the value of a return: nothing runs after it.
+ */
+export function tailChain<P extends Packet>(filter: DefinitionLike, pkt: P): P extends TcPacket ? TcAction : XdpAction {
+  void pkt;
+  return ctx('tailChain()').tailChain(filter) as P extends TcPacket ? TcAction : XdpAction;
 }

@@ -17,7 +17,13 @@ export {
   struct,
   isMapDecl,
   createMemoryMaps,
+  dslState,
+  dslMapDecl,
+  isDslRef,
   MemoryMap,
+  MemorySet,
+  type SetHandle,
+  type SetKey,
   type MapDecl,
   type MapDecls,
   type FnMapKind,
@@ -33,7 +39,7 @@ export {
   type ValueOf,
   type MapOptions,
 } from './maps.js';
-export { ktimeNs, randomU32, redirect, tailCall, ip4, ip6, mac, sameIpv6, csumUpdate16, csumUpdate32, BPF_F_INGRESS } from './helpers.js';
+export { ktimeNs, randomU32, redirect, tailCall, runChain, tailChain, ip4, ip6, mac, sameIpv6, csumUpdate16, csumUpdate32, BPF_F_INGRESS } from './helpers.js';
 export { xdp, tcIngress, tcEgress, isFnProgram, type FnProgram, type AnyFnProgram, type FnHook, type ProgramFn, type FnProgramOptions, type PacketOf, type ActionOf } from './program.js';
 export { runInNode, type RunOptions, type RunResult } from './run.js';
 export { PacketBufferView } from './view.js';

@@ -13,8 +13,12 @@
  * come back from `lookup` as read-only copies (write them back with `update`).
  */
 import { TsbpfError } from '../errors.js';
+import { inCidr4, inCidr6 } from '../addr.js';
+import { EvalState } from '../evaluate.js';
 import * as L from '../layout.js';
-import { isIntType, type IntType, type u32 } from './int.js';
+import { isIntType, type IntType, type u16, type u32 } from './int.js';
+import { isMapRef, isSetRef, MapRef, SetRef, type SetType } from '../dsl/refs.js';
+import type { Ipv6Address } from './packet.js';
 
 export type FnMapKind = 'hash' | 'lru_hash' | 'percpu_hash' | 'lru_percpu_hash' | 'array' | 'percpu_array' | 'ringbuf' | 'prog_array';
 
@@ -34,7 +38,23 @@ export interface MapDecl<Kind extends FnMapKind = FnMapKind, K = unknown, V = un
   readonly __types?: { key: K; value: V };
 }
 
-export type MapDecls = Record<string, MapDecl<any, any, any>>;
+/**
+ * What a program's `maps` option holds: maps declared for functions
+ * (hash(...), array(...), ...), and maps declared with the filter DSL: a
+ * filter's sets (`fw.sets.blocked`) and user maps (`fw.maps.seen`). A DSL map
+ * keeps its name, so a function and a filter built into one object share one
+ * kernel map (and separately loaded objects can share it with reuseMaps).
+ */
+export type MapDecls = Record<string, MapDecl<any, any, any> | SetRef<any> | MapRef<any, any>>;
+
+/** The key a DSL set is asked about: an IPv4 address (u32), an IPv6 address, or a port. */
+export type SetKey<K extends SetType> = K extends 'ipv4' ? u32 : K extends 'ipv6' ? Ipv6Address : u16;
+
+/** A set declared with the filter DSL, as a function sees it. */
+export interface SetHandle<K extends SetType = SetType> {
+  /** Whether any prefix (or port) of the set holds the key: the same membership rules match with `.in(set)`. */
+  has(key: SetKey<K>): boolean;
+}
 
 export type UpdateFlag = 'any' | 'noexist' | 'exist';
 
@@ -70,7 +90,11 @@ export interface ProgArray {
   readonly __progArray: true;
 }
 
-export type HandleOf<D> = D extends MapDecl<infer Kind, infer K, infer V>
+export type HandleOf<D> = D extends SetRef<infer S>
+  ? SetHandle<S>
+  : D extends MapRef<infer K, infer V>
+    ? HashMap<K, V>
+    : D extends MapDecl<infer Kind, infer K, infer V>
   ? Kind extends 'array' | 'percpu_array'
     ? ArrayMap<V>
     : Kind extends 'ringbuf'
@@ -154,7 +178,33 @@ export function struct<F extends Record<string, LayoutLike>>(fields: F, options:
 
 export function isMapDecl(x: unknown): x is MapDecl {
   const d = x as MapDecl | null;
-  return !!d && typeof d === 'object' && typeof d.kind === 'string' && typeof d.maxEntries === 'number';
+  return !!d && typeof d === 'object' && !(isSetRef(d)) && !(isMapRef(d)) && typeof d.kind === 'string' && typeof d.maxEntries === 'number';
+}
+
+/** DSL user map kinds a function can use, as function map kinds. */
+const DSL_MAP_KINDS: Partial<Record<string, FnMapKind>> = {
+  hash: 'hash',
+  lru_hash: 'lru_hash',
+  percpu_hash: 'percpu_hash',
+  array: 'array',
+  percpu_array: 'percpu_array',
+  ringbuf: 'ringbuf',
+};
+
+/**
+ * The function-map declaration of a DSL user map (`ctx.map(...)` of a filter),
+ * or a sentence saying why a function cannot use it.
+ */
+export function dslMapDecl(ref: MapRef): MapDecl | string {
+  const kind = DSL_MAP_KINDS[ref.options.kind];
+  if (!kind) return `map '${ref.name}' is a ${ref.options.kind}, which function programs do not use`;
+  if (kind !== 'ringbuf' && (!ref.options.key || !ref.options.value)) return `map '${ref.name}' needs a key and a value layout`;
+  if (kind === 'ringbuf' && !ref.options.value) return `ring buffer '${ref.name}' needs an event layout (its value) to be written from a function`;
+  return Object.freeze({ kind, key: kind === 'ringbuf' ? undefined : ref.options.key, value: ref.options.value, maxEntries: ref.options.maxEntries });
+}
+
+export function isDslRef(x: unknown): x is SetRef | MapRef {
+  return isSetRef(x) || isMapRef(x);
 }
 
 // ---------------------------------------------------------------------------
@@ -296,10 +346,69 @@ function fromBig(l: L.IntLayout<number | bigint>, v: bigint): number | bigint {
 /** In-memory maps by name, shared by every program that declares a map of that name. */
 export type MemoryMaps = Record<string, MemoryMap<any, any>>;
 
+/**
+ * A DSL set in Node (the handle a function gets): a view of the set in the run's EvalState, the same
+ * contents evaluate() matches rules against (so a function and a chain it
+ * calls see one set, as they see one kernel map).
+ */
+export class MemorySet {
+  readonly kind = 'set' as const;
+  constructor(
+    readonly name: string,
+    readonly ref: SetRef,
+    readonly state: EvalState,
+  ) {}
+
+  has(key: number | Ipv6Address): boolean {
+    const set = this.state.setContents(this.ref.name);
+    if (!set) return false;
+    if (this.ref.type === 'port') return set.entries.has(key as number);
+    if (this.ref.type === 'ipv4') return [...set.entries.values()].some((c) => typeof c !== 'number' && c.family === 4 && inCidr4(key as number, c));
+    const a = key as Ipv6Address;
+    const big = (a.hi << 64n) | a.lo;
+    return [...set.entries.values()].some((c) => typeof c !== 'number' && c.family === 6 && inCidr6(big, c));
+  }
+
+  /** The set's elements (canonical CIDR text or ports), for tests. */
+  elements(): Array<string | number> {
+    return this.state.setElements(this.ref.name);
+  }
+}
+
+const DSL_STATES = new WeakMap<MemoryMaps, EvalState>();
+
+/**
+ * The EvalState behind the DSL sets of `maps` (and the chains runChain runs):
+ * one per maps object, made on first use unless `state` is given.
+ */
+export function dslState(maps: MemoryMaps, state?: EvalState): EvalState {
+  const have = DSL_STATES.get(maps);
+  if (have && state && have !== state) throw new TsbpfError('INVALID_ARGUMENT', 'these maps already run with another EvalState');
+  if (have) return have;
+  const s = state ?? new EvalState();
+  DSL_STATES.set(maps, s);
+  return s;
+}
+
 /** Fresh in-memory maps for the given declarations (adds to `into` when given, keeping existing maps). */
 export function createMemoryMaps(decls: MapDecls, into: MemoryMaps = {}): MemoryMaps {
-  for (const [name, d] of Object.entries(decls)) {
+  for (const [name, d0] of Object.entries(decls)) {
     const have = into[name];
+    if (isSetRef(d0)) {
+      // DSL sets live in the EvalState (evaluate() matches rules against it); the handle is a view of it.
+      if (have) throw new TsbpfError('INVALID_ARGUMENT', `two programs declare map '${name}' differently`);
+      const state = dslState(into);
+      const known = state.setContents(name);
+      if (known && known.type !== d0.type) throw new TsbpfError('INVALID_ARGUMENT', `two programs declare set '${name}' differently`);
+      state.declareSet({ name: d0.name, type: d0.type, maxEntries: d0.maxEntries, elements: d0.elements });
+      continue;
+    }
+    let d: MapDecl;
+    if (isMapRef(d0)) {
+      const m = dslMapDecl(d0);
+      if (typeof m === 'string') throw new TsbpfError('INVALID_ARGUMENT', m);
+      d = m;
+    } else d = d0 as MapDecl;
     if (have) {
       if (have.decl.kind !== d.kind || have.decl.maxEntries !== d.maxEntries) {
         throw new TsbpfError('INVALID_ARGUMENT', `two programs declare map '${name}' differently`);

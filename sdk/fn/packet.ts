@@ -22,10 +22,12 @@ export interface EthHeader {
 }
 
 export interface VlanTag {
-  /** 12-bit VLAN id. */
-  readonly id: u16;
-  readonly pcp: u8;
-  readonly dei: u8;
+  /** 12-bit VLAN id (written in the frame's outer tag; at TC in skb metadata when the kernel holds the tag there). */
+  id: u16;
+  /** Priority code point (3 bits). */
+  pcp: u8;
+  /** Drop eligible indicator (1 bit). */
+  dei: u8;
   /** 0x8100 or 0x88a8. */
   readonly tpid: u16;
 }
@@ -62,8 +64,9 @@ export interface Ipv6Header {
   readonly nextHeader: u8;
   hopLimit: u8;
   readonly extHeaders: u8;
-  readonly src: Ipv6Address;
-  readonly dst: Ipv6Address;
+  /** Writing an address fixes the TCP, UDP or ICMPv6 checksum (the pseudo-header holds it). */
+  src: Ipv6Address;
+  dst: Ipv6Address;
 }
 
 export interface Fragment {

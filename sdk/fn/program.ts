@@ -11,7 +11,8 @@
  */
 import { TsbpfError, type SourcePosition } from '../errors.js';
 import { callerPosition } from '../source.js';
-import { isMapDecl, type MapDecls, type MapHandles } from './maps.js';
+import { dslMapDecl, isDslRef, isMapDecl, type MapDecls, type MapHandles } from './maps.js';
+import { isMapRef } from '../dsl/refs.js';
 import type { TcPacket, XdpPacket } from './packet.js';
 import type { TcAction, XdpAction } from './verdicts.js';
 
@@ -42,7 +43,12 @@ function define<H extends FnHook, M extends MapDecls>(hook: H, a: FnProgramOptio
   if (typeof fn !== 'function') throw new TsbpfError('DSL_INVALID', `${hookFunctionName(hook)}() needs the program function`);
   const maps = (options?.maps ?? {}) as M;
   for (const [name, d] of Object.entries(maps)) {
-    if (!isMapDecl(d)) throw new TsbpfError('DSL_INVALID', `maps.${name} is not a map declaration (use hash(...), array(...), ringBuf(...), ...)`);
+    if (!isMapDecl(d) && !isDslRef(d)) throw new TsbpfError('DSL_INVALID', `maps.${name} is not a map declaration (use hash(...), array(...), ringBuf(...), ..., or a filter's fw.sets.x / fw.maps.x)`);
+    if (isDslRef(d) && d.name !== name) throw new TsbpfError('DSL_INVALID', `maps.${name} is the DSL map '${d.name}': give it its own name ({ ${d.name}: ... }) so both sides mean one kernel map`);
+    if (isMapRef(d)) {
+      const m = dslMapDecl(d);
+      if (typeof m === 'string') throw new TsbpfError('DSL_INVALID', m);
+    }
     if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new TsbpfError('DSL_INVALID', `map name '${name}' is not a valid C identifier`);
   }
   return Object.freeze({ kind: 'tsbpf.fn' as const, hook, maps, fn, source: callerPosition() });

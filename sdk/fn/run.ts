@@ -6,7 +6,10 @@
  */
 import { TsbpfError } from '../errors.js';
 import { withRunContext, type RunContext } from './helpers.js';
-import { createMemoryMaps, MemoryMap, type MapHandles, type MemoryMaps, type ProgArray } from './maps.js';
+import { isSetRef } from '../dsl/refs.js';
+import { createMemoryMaps, dslState, MemoryMap, MemorySet, type MapHandles, type MemoryMaps, type ProgArray } from './maps.js';
+import { evaluate, type EvalState } from '../evaluate.js';
+import type { DefinitionLike } from '../dsl/filter.js';
 import { isFnProgram, type AnyFnProgram } from './program.js';
 import { verdictName } from './verdicts.js';
 import { PacketBufferView } from './view.js';
@@ -22,6 +25,11 @@ export interface RunOptions {
   ifindex?: number;
   /** pkt.mark at TC; default 0. */
   mark?: number;
+  /**
+   * The state of DSL sets, limits and counters (chains run by runChain, sets in
+   * the maps). Default: one kept with `maps` (pass the same maps again to keep it).
+   */
+  state?: EvalState;
 }
 
 export interface RunResult {
@@ -39,6 +47,8 @@ export interface RunResult {
   maps: MemoryMaps;
   /** Programs entered by tail calls, in order. */
   tailCalls: number;
+  /** DSL state after the run: set contents, limit buckets, per-rule counters of chains run. */
+  state: EvalState;
 }
 
 /** Most tail calls in a row the kernel allows (MAX_TAIL_CALL_CNT). */
@@ -49,8 +59,8 @@ class TailCallSignal {
 }
 
 function handles(program: AnyFnProgram, maps: MemoryMaps): MapHandles<any> {
-  const out: Record<string, MemoryMap> = {};
-  for (const name of Object.keys(program.maps)) out[name] = maps[name]!;
+  const out: Record<string, MemoryMap | MemorySet> = {};
+  for (const [name, d] of Object.entries(program.maps)) out[name] = isSetRef(d) ? new MemorySet(name, d, dslState(maps)) : maps[name]!;
   return out as MapHandles<any>;
 }
 
@@ -67,10 +77,45 @@ function defaultRandom(): number {
 export function runInNode(program: AnyFnProgram, packet: Uint8Array, options: RunOptions = {}): RunResult {
   if (!isFnProgram(program)) throw new TsbpfError('INVALID_ARGUMENT', 'runInNode needs a program made by xdp(), tcIngress() or tcEgress()');
   const data = Buffer.from(packet);
-  const maps = createMemoryMaps(program.maps, options.maps ?? {});
+  const maps = options.maps ?? {};
+  const state = dslState(maps, options.state);
+  createMemoryMaps(program.maps, maps);
   const now = options.now;
   const view = new PacketBufferView(data, { hook: program.hook, ifindex: options.ifindex ?? 1, mark: options.mark ?? 0 });
   let tailCalls = 0;
+  /** The reject reply that replaces the frame (tailChain). */
+  let reply: Buffer | undefined;
+  // The filter's verdict as this hook's action; `final` (tailChain): a reject sends its reply as the act program does.
+  const chainAction = (filter: DefinitionLike, final: boolean): number => {
+    const xdp = program.hook === 'xdp';
+    const r = evaluate(filter, data, {
+      hook: program.hook,
+      state,
+      ifindex: options.ifindex ?? 1,
+      ...(xdp ? {} : { mark: view.mark }),
+      now: ctx.now(),
+      trace: false,
+    });
+    if (!xdp) view.mark = r.mark;
+    switch (r.verdict) {
+      case 'accept':
+        return xdp ? 2 : 0;
+      case 'redirect':
+        ctx.redirect = { ifindex: r.redirect?.ifindex ?? 0, flags: 0 };
+        return xdp ? 4 : 7;
+      case 'reject':
+        if (final && r.data) {
+          // XDP_TX, or at TC a redirect back out of (egress: into) the interface, as codegen/include/tsbpf/reject.h does.
+          reply = r.data;
+          if (xdp) return 3;
+          ctx.redirect = { ifindex: options.ifindex ?? 1, flags: program.hook === 'tc-egress' ? 1 : 0 };
+          return 7;
+        }
+        return xdp ? 1 : 2;
+      default:
+        return xdp ? 1 : 2;
+    }
+  };
   const ctx: RunContext = {
     hook: program.hook,
     now: typeof now === 'bigint' ? () => now : now ?? (() => process.hrtime.bigint()),
@@ -82,6 +127,12 @@ export function runInNode(program: AnyFnProgram, packet: Uint8Array, options: Ru
       if (target.hook !== program.hook && (target.hook === 'xdp') !== (program.hook === 'xdp')) return;
       tailCalls++;
       throw new TailCallSignal(target);
+    },
+    runChain(filter) {
+      return chainAction(filter, false);
+    },
+    tailChain(filter) {
+      return chainAction(filter, true);
     },
   };
   let current: AnyFnProgram = program;
@@ -104,10 +155,11 @@ export function runInNode(program: AnyFnProgram, packet: Uint8Array, options: Ru
   const result: RunResult = {
     retval,
     verdict: verdictName(program.hook, retval),
-    data,
+    data: reply ?? data,
     mark: program.hook === 'xdp' ? 0 : view.mark,
     maps,
     tailCalls,
+    state,
   };
   if (ctx.redirect && retval === (program.hook === 'xdp' ? 4 : 7)) result.redirect = ctx.redirect;
   return result;

@@ -93,7 +93,7 @@ export class PacketBufferView implements TcPacket {
         Object.defineProperty(obj, f.name, {
           enumerable: true,
           get: () => this.#read(f, raw),
-          set: f.write ? (v: number) => this.#write(f, raw, v) : () => {
+          set: f.write ? (v: number | Ipv6Address) => this.#write(f, raw, v) : () => {
             throw new TsbpfError('INVALID_ARGUMENT', `pkt.${h}.${f.name} is read-only`);
           },
         });
@@ -111,12 +111,25 @@ export class PacketBufferView implements TcPacket {
     return v;
   }
 
-  #write(f: FieldSpec, raw: Record<string, unknown>, value: number): void {
+  #write(f: FieldSpec, raw: Record<string, unknown>, value: number | Ipv6Address): void {
     const wr = f.write!;
-    checkRange(`pkt.${f.header}.${f.name}`, value, f.max);
     const base = wr.base === 'eth' ? 0 : wr.base === 'l3' ? this.parsed.l3Offset! : this.parsed.l4Offset!;
     const off = base + wr.region;
     const d = this.data;
+    if (wr.bytes === 16) {
+      // An IPv6 address: four 32-bit words, each its own incremental checksum update (as the C does).
+      const a = checkIpv6(`pkt.${f.header}.${f.name}`, value);
+      const words = [Number(a.hi >> 32n), Number(a.hi & 0xffffffffn), Number(a.lo >> 32n), Number(a.lo & 0xffffffffn)];
+      words.forEach((nw, i) => {
+        const old = d.readUInt32BE(off + 4 * i);
+        d.writeUInt32BE(nw, off + 4 * i);
+        for (const kind of wr.csum) this.#fixChecksum(kind, f.header, old, nw, 4);
+      });
+      raw[f.parseName ?? f.name] = (a.hi << 64n) | a.lo;
+      return;
+    }
+    if (typeof value !== 'number') throw new TsbpfError('INVALID_ARGUMENT', `pkt.${f.header}.${f.name} takes a number`);
+    checkRange(`pkt.${f.header}.${f.name}`, value, f.max);
     if (wr.bytes === 6) {
       // 48 bits: a MAC (no checksum covers it)
       d.writeUIntBE(value, off, 6);
@@ -131,7 +144,7 @@ export class PacketBufferView implements TcPacket {
     raw[f.parseName ?? f.name] = value;
   }
 
-  #fixChecksum(kind: 'ip4' | 'l4' | 'l4pseudo', header: HeaderName, old: number, next: number, bytes: 2 | 4): void {
+  #fixChecksum(kind: 'ip4' | 'l4' | 'l4pseudo' | 'l4pseudo6', header: HeaderName, old: number, next: number, bytes: 2 | 4): void {
     const v = this.parsed;
     if (kind === 'ip4') {
       const at = v.l3Offset! + 10;
@@ -141,7 +154,7 @@ export class PacketBufferView implements TcPacket {
       return;
     }
     // The L4 header whose checksum covers this field.
-    const l4: HeaderName | undefined = kind === 'l4' ? header : v.tcp ? 'tcp' : v.udp ? 'udp' : undefined;
+    const l4: HeaderName | undefined = kind === 'l4' ? header : v.tcp ? 'tcp' : v.udp ? 'udp' : kind === 'l4pseudo6' && v.icmpv6 ? 'icmpv6' : undefined;
     if (!l4) return;
     const spec = L4_CSUM[l4];
     const hdr = parsedHeader(v, l4) as { checksum: number } | undefined;
@@ -163,6 +176,13 @@ export class PacketBufferView implements TcPacket {
     }
     return out;
   }
+}
+
+function checkIpv6(what: string, v: unknown): Ipv6Address {
+  const a = v as Ipv6Address;
+  const ok = (x: unknown) => typeof x === 'bigint' && x >= 0n && x <= 0xffffffffffffffffn;
+  if (!a || typeof a !== 'object' || !ok(a.hi) || !ok(a.lo)) throw new TsbpfError('INVALID_ARGUMENT', `${what} takes an IPv6 address { hi, lo } (ip6('fd00::1'))`);
+  return a;
 }
 
 function checkRange(what: string, v: number, max: number): void {

@@ -80,10 +80,20 @@ test('function programs: build writes their object; test runs the same function 
     assert.is(b.status, 0, b.stderr);
     assert.match(b.stdout, /dns-guard: .*programs dnsGuard@xdp/);
     assert.ok(existsSync(path.join(out, 'dns-guard.o')));
+    // A file of this repository imports tsbpf's sources (a second copy of the classes): its filter is still found.
+    const eb = tsbpf('build', fileURLToPath(new URL('../../../examples/fn/edge-guard.ts', import.meta.url)), '-o', out);
+    assert.is(eb.status, 0, eb.stderr);
+    assert.match(eb.stdout, /edge-guard: .*programs edgeGuard@xdp/);
+    assert.match(eb.stdout, /edge: .*\(2 programs, 6 rules/);
     if (process.getuid?.() !== 0) return;
     const t = tsbpf('test', file, '--packet', 'udp 10.0.0.1:53 -> 10.0.0.2:5353 len=600', '--packet', 'udp 10.0.0.1:53 -> 10.0.0.2:5353');
     assert.is(t.status, 0, t.stderr + t.stdout);
     assert.match(t.stdout, /kernel: drop \(retval 1[^]*node: +XDP_DROP[^]*kernel: pass \(retval 2[^]*node: +XDP_PASS/);
+    // A function that runs a declared chain and uses DSL maps: the CLI hands the file's module to the compiler.
+    const edge = fileURLToPath(new URL('../../../examples/fn/edge-guard.ts', import.meta.url));
+    const e = tsbpf('test', edge, '--export', 'edgeGuard', '--packet', 'tcp 10.66.0.1:1234 -> 10.0.0.2:443 flags=S', '--packet', 'tcp 10.1.0.1:1234 -> 10.0.0.2:443 flags=S');
+    assert.is(e.status, 0, e.stderr + e.stdout);
+    assert.match(e.stdout, /kernel: drop \(retval 1[^]*node: +XDP_DROP[^]*kernel: pass \(retval 2[^]*node: +XDP_PASS/);
   } finally {
     rmSync(out, { recursive: true, force: true });
   }

@@ -115,6 +115,9 @@ rejects('two state changes in one expression', prog('  if (@@counts.update(1, 1n
 rejects('a header read without a presence check', prog('  if (@@pkt.tcp.dport === 22) return XDP_DROP;'), { message: /may be absent here/, hint: /if \(!pkt\.tcp\)/ });
 rejects('the non-null assertion', prog('  if (@@pkt.tcp!.dport === 22) return XDP_DROP;'), { message: /only silences TypeScript/, hint: /if \(pkt\.tcp\)/ });
 rejects('optional chaining', prog('  if (@@pkt.tcp?.dport === 22) return XDP_DROP;'), { message: /optional chaining/ });
+rejects('writing a number to an IPv6 address', prog('  if (pkt.ipv6) pkt.ipv6.src = @@5;'), { message: /pkt.ipv6.src takes an IPv6 address, not a number/, hint: /ip6\(/ });
+rejects('writing a length', prog('  if (pkt.ipv4) @@pkt.ipv4.totalLength = 40;'), { message: /read-only/, hint: /agree with the bytes of the frame/ });
+rejects('a VLAN id out of range', prog('  if (pkt.vlan) pkt.vlan.id = @@4096;'), { message: /4096|fit/ });
 rejects('writing a read-only field', prog('  if (pkt.ipv4) @@pkt.ipv4.proto = 17;'), { message: /read-only/, hint: /parses/ });
 rejects('the mark at XDP', prog('  if (@@pkt.mark === 1) return XDP_DROP;'), { message: /exists at TC only/, hint: /tcIngress/ });
 rejects('a TC verdict from an XDP program', `export const p = xdp((pkt) => @@TC_ACT_OK);\n`, { message: /TC verdict, and this is an XDP program/, hint: /XDP_PASS/ });
@@ -129,6 +132,20 @@ rejects('a map declared from a run-time value', `export const p = xdp({ maps: { 
 
 // --- TypeScript's own errors, with type checking on
 rejects('a type error in the file', `export const p = xdp((pkt) => {\n  const @@n: u8 = 'x';\n  return XDP_PASS;\n});\n`, { message: /TS2322: Type 'string' is not assignable to type 'number'/ }, { typeCheck: true });
+
+// --- the filter DSL: declared chains and maps
+const DSL = `import { declareSet, filter, rule, match } from '../../../sdk/index.js';
+import { runChain, tailChain } from '../../../sdk/fn/index.js';
+export const blocked = declareSet('blocked', 'ipv4', { elements: ['10.0.0.0/8'] });
+export const LIMIT = 3;
+`;
+rejects('runChain of something that is not a declared chain', DSL + `export const p = xdp((pkt) => runChain(@@LIMIT as never, pkt));\n`, { message: /runChain\(\) runs a declared chain, and LIMIT as never is not one/, hint: /filter\(/ });
+rejects('runChain of a filter the build was not given', DSL + `export const fw = filter('fw', { hook: 'xdp' }, ({ chain }) => chain('input', {}, [rule(match.tcp).drop()]));\nexport const p = xdp((pkt) => runChain(@@fw, pkt));\n`, { message: /filter 'fw' is not among the filters this build was given/, hint: /module/ });
+rejects('runChain in a helper function', DSL + `export const fw = filter('fw', { hook: 'xdp' }, ({ chain }) => chain('input', {}, [rule(match.tcp).drop()]));\nfunction h(): boolean { return @@runChain(fw, undefined as never) === XDP_PASS; }\nexport const p = xdp((pkt) => (h() ? XDP_PASS : XDP_DROP));\n`, { message: /runChain\(\) belongs in the program function/ });
+rejects('tailChain not returned', DSL + `export const fw = filter('fw', { hook: 'xdp' }, ({ chain }) => chain('input', {}, [rule(match.tcp).drop()]));\nexport const p = xdp((pkt) => {\n  const v = @@tailChain(fw, pkt);\n  return v;\n});\n`, { message: /tailChain\(\) hands the packet to the filter for good/, hint: /return tailChain\(fw, pkt\)/ });
+rejects('a DSL set asked about the wrong kind of key', DSL + `export const p = xdp({ maps: { blocked } }, (pkt, { blocked }) => {\n  if (pkt.ipv6 && blocked.has(@@pkt.ipv6.src)) return XDP_DROP;\n  return XDP_PASS;\n});\n`, { message: /blocked is a set of IPv4 addresses: ask it about a number/ });
+rejects('changing a DSL set from a program', DSL + `export const p = xdp({ maps: { blocked } }, (pkt, { blocked }) => {\n  @@blocked.add(1);\n  return XDP_PASS;\n});\n`, { message: /a set of the filter DSL has has\(key\), not add\(\)/ });
+rejects('a DSL map under another name', DSL + `export const p = xdp(@@{ maps: { other: blocked } }, (pkt) => XDP_PASS);\n`, { message: /maps.other is the filter's map 'blocked': it keeps its name/ });
 
 test('all problems of a file are reported together', () => {
   const text = PRELUDE + prog("  const s = 'a';\n  const t = 'b';\n  while (true) { }");

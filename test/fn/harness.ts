@@ -112,7 +112,8 @@ export interface MapCompareOptions {
 export function compareMaps(obj: BpfObject, result: FnCompileResult, jsMaps: MemoryMaps, options: MapCompareOptions = {}): string[] {
   const out: string[] = [];
   for (const m of result.maps) {
-    if (m.kind === 'ringbuf' || m.kind === 'prog_array') continue;
+    // DSL sets live in Node's EvalState, not among the maps (test/fn/dsl.test.ts compares what the programs change).
+    if (m.kind === 'ringbuf' || m.kind === 'prog_array' || m.dsl?.kind === 'set') continue;
     const perCpu = m.kind.startsWith('percpu') || m.kind === 'lru_percpu_hash';
     const kernel = new Map<string, unknown>();
     for (const [k, v] of obj.maps[m.name]!.entries()) kernel.set(stable(k), perCpu ? sumCpus(v as unknown[]) : v);

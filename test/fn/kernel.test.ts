@@ -11,11 +11,13 @@ import { compileFunctions, type FnCompileResult } from '../../codegen/fn/index.j
 import { load, type BpfObject } from '../../runtime/index.js';
 import { createMemoryMaps, runInNode } from '../../sdk/fn/index.js';
 import { packet } from '../../sdk/packet.js';
+import { parsePacket } from '../../sdk/parse.js';
 import { randomPacketCase, rng } from '../../sdk/packet-gen.js';
 import { requireKernel } from '../kernel.js';
 import { checkFrame } from '../packet/verify.js';
 import { semantics } from './fixtures/semantics.js';
 import { rewriteTc, rewriteXdp } from './fixtures/rewrite.js';
+import { rewrite6Tc, rewrite6Xdp } from './fixtures/rewrite6.js';
 import { entry, onTcp, onUdp, tailMaps } from './fixtures/tailcall.js';
 import { miscTc, miscXdp } from './fixtures/misc.js';
 import { compareMaps, explain, repoRoot, runBoth } from './harness.js';
@@ -68,6 +70,50 @@ if (requireKernel('fn lowering')) {
           checked++;
         }
         assert.ok(checked > 700, `checked ${checked}`);
+      }
+    });
+  });
+
+  test('IPv6 addresses and VLAN tags written at XDP and TC: the same bytes, checksums verified independently', () => {
+    const r = compileFunctions(fixture('rewrite6.ts'));
+    const rr = rng('rewrite6');
+    const pk = packets('rewrite6', 1000);
+    // Plus valid frames of each kind the writes touch: TCP, UDP (with and without a checksum), ICMPv6, tagged and double-tagged.
+    for (let i = 0; i < 300; i++) {
+      const tags = rr.pick([0, 1, 2]);
+      let b = packet().eth();
+      for (let t = 0; t < tags; t++) b = b.vlan({ id: rr.range(0, 4095), pcp: rr.range(0, 7), dei: rr.bool(0.5) });
+      const v4 = rr.bool(0.2);
+      const ip = v4 ? b.ipv4({ src: '10.0.0.1', dst: '10.0.0.2' }) : b.ipv6({ src: `fd00::${rr.range(1, 0xffff).toString(16)}`, dst: rr.bool(0.1) ? 'fd00:0:0:7::42' : 'fd01::9' });
+      const kind = rr.pick(['tcp', 'udp', 'udp0', 'icmp6']);
+      const l4 =
+        kind === 'tcp' ? ip.tcp({ sport: 1000, dport: 80, flags: 'ack' })
+        : kind === 'udp' ? ip.udp({ sport: 53, dport: 5353 })
+        : kind === 'udp0' || v4 ? ip.udp({ sport: 53, dport: 5353, ...(v4 ? { checksum: 0 } : {}) })
+        : b.ipv6({ src: 'fd00::5', dst: 'fd01::9' }).icmpv6({ type: 128, code: 0 });
+      pk.push({ data: l4.payload(rr.range(0, 64)).build(), description: `${tags} tags, ${kind}`, mark: 0, corruption: undefined });
+    }
+    withObject(r, (obj) => {
+      for (const [name, program] of [['rewrite6Xdp', rewrite6Xdp], ['rewrite6Tc', rewrite6Tc]] as const) {
+        const run = runBoth(obj, program, name, pk, {}, r);
+        assert.is(run.mismatches.length, 0, `${name}:\n${explain(run.mismatches)}`);
+        assert.ok(run.rewritten > 500, `${name} rewrote ${run.rewritten}`);
+        let checked = 0;
+        let v6 = 0;
+        let tagged = 0;
+        for (const p of pk) {
+          if (p.corruption === 'cross-protocol' || checkFrame(p.data).problems.length > 0) continue;
+          // An L4 header past the parser's reach (more than 6 IPv6 extension headers) has a checksum no program can fix.
+          const view = parsePacket(p.data);
+          if (view.ipv6 && !view.tcp && !view.udp && !view.icmpv6 && ['tcp', 'udp', 'icmpv6'].some((l) => checkFrame(p.data).layers.includes(l))) continue;
+          const out = runInNode(program, p.data).data;
+          assert.equal(checkFrame(out).problems, [], `${name} broke ${p.description}`);
+          checked++;
+          const layers = checkFrame(p.data).layers;
+          if (layers.includes('vlan') && !out.subarray(14, 16).equals(p.data.subarray(14, 16))) tagged++;
+          if (layers.includes('ipv6') && !out.subarray(0, p.data.length).equals(p.data)) v6++;
+        }
+        assert.ok(checked > 700 && v6 > 200 && tagged > 100, `checked ${checked}, IPv6 ${v6}, tagged ${tagged}`);
       }
     });
   });

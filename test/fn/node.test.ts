@@ -115,6 +115,40 @@ test('IPv6 fields: addresses as hi/lo, writable traffic class and flow label', (
   assert.is(v.ipv6!.flowLabel, 0xabcde);
 });
 
+test('IPv6 address writes fix the TCP, UDP and ICMPv6 checksums (pseudo-header), and keep a UDP checksum of 0', () => {
+  const frames = [
+    packet().eth().ipv6({ src: 'fd00::1', dst: 'fd00::2' }).tcp({ sport: 1, dport: 2, flags: 'syn' }).payload(7).build(),
+    packet().eth().ipv6({ src: 'fd00::1', dst: 'fd00::2' }).udp({ sport: 1, dport: 2 }).payload(9).build(),
+    packet().eth().vlan({ id: 3 }).ipv6({ src: 'fd00::1', dst: 'fd00::2' }).icmpv6({ type: 'echo-request' }).build(),
+  ];
+  for (const d of frames) {
+    const v = new PacketBufferView(Buffer.from(d), { hook: 'xdp' });
+    v.ipv6!.src = ip6('2001:db8::abcd:1');
+    v.ipv6!.dst = ip6('fd12:3456::ffff:0:1');
+    assert.equal(checkFrame(v.data).problems, [], v.data.toString('hex'));
+    assert.ok(sameIpv6(v.ipv6!.src, ip6('2001:db8::abcd:1')) && sameIpv6(v.ipv6!.dst, ip6('fd12:3456::ffff:0:1')));
+    assert.is(v.data.subarray(v.parsed.l3Offset! + 8, v.parsed.l3Offset! + 24).toString('hex'), '20010db80000000000000000abcd0001');
+  }
+  const udp0 = new PacketBufferView(packet().eth().ipv6({ src: 'fd00::1', dst: 'fd00::2' }).udp({ sport: 1, dport: 2, checksum: 0 }).build(), { hook: 'xdp' });
+  udp0.ipv6!.dst = ip6('fd00::9');
+  assert.is(udp0.udp!.checksum, 0);
+  const v = new PacketBufferView(frames[0]!, { hook: 'xdp' });
+  assert.throws(() => ((v.ipv6 as unknown as { src: unknown }).src = 5), /IPv6 address/);
+});
+
+test('VLAN writes change the outer tag\'s TCI in the frame', () => {
+  const d = packet().eth().vlan({ id: 100, pcp: 1 }).vlan({ id: 200 }).ipv4({ src: '10.0.0.1', dst: '10.0.0.2' }).udp({ sport: 1, dport: 2 }).build();
+  const v = new PacketBufferView(d, { hook: 'tc-ingress' });
+  v.vlan!.id = 0xfff;
+  v.vlan!.pcp = 6;
+  v.vlan!.dei = 1;
+  assert.is(v.data.readUInt16BE(14), (6 << 13) | (1 << 12) | 0xfff);
+  assert.is(v.data.readUInt16BE(18) & 0xfff, 200, 'the inner tag stays');
+  assert.equal({ id: v.vlan!.id, pcp: v.vlan!.pcp, dei: v.vlan!.dei }, { id: 0xfff, pcp: 6, dei: 1 });
+  assert.equal(checkFrame(v.data).problems, []);
+  assert.throws(() => (v.vlan!.id = 0x1000), /0\.\.4095/);
+});
+
 test('read-only fields and out-of-range values are refused', () => {
   const v = new PacketBufferView(tcpPacket(), { hook: 'xdp' });
   assert.throws(() => ((v.ipv4 as { proto: number }).proto = 17), /read-only/);

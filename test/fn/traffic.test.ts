@@ -9,6 +9,9 @@
  *   fails, and the backend counts checksum errors.
  * - the DNS guard (examples/fn/dns-guard.ts) at XDP: small answers from port
  *   53 arrive, large ones do not.
+ * - VLAN id rewriting at TC (test/fn/fixtures/vlan.ts), where the kernel holds
+ *   the tag in skb metadata: VLAN 10 on one side talks to VLAN 20 on the other
+ *   only through the programs.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -19,7 +22,9 @@ import { load } from '../../runtime/index.js';
 import { BACK_PORT, FRONT_PORT } from '../../examples/fn/port-redirect.js';
 import { requireKernel } from '../kernel.js';
 import { createPair, createRouter, nsSpawn, nsTry, withTopology } from '../net/topology.js';
-import { examplePath } from './harness.js';
+import { examplePath, repoRoot } from './harness.js';
+import path from 'node:path';
+import { ip, ping } from '../net/topology.js';
 
 const ECHO_SERVER = `
 const net = require('net');
@@ -175,6 +180,65 @@ if (requireKernel('fn real traffic')) {
         obj.close();
       }
     });
+  });
+}
+
+/**
+ * Stand-ins for VLAN devices (this kernel has no 8021q): push a tag into skb
+ * metadata on egress, and on ingress let through only frames whose metadata
+ * tag has the expected id (popped), dropping the rest.
+ */
+const VLAN_ENDS = `
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+static __always_inline int push(struct __sk_buff *skb, __u16 id)
+{
+	if (!skb->vlan_present)
+		bpf_skb_vlan_push(skb, bpf_htons(0x8100), id);
+	return TC_ACT_UNSPEC; /* on to the next filter */
+}
+static __always_inline int pop(struct __sk_buff *skb, __u16 id)
+{
+	if (!skb->vlan_present || (skb->vlan_tci & 0xfff) != id)
+		return TC_ACT_SHOT;
+	bpf_skb_vlan_pop(skb);
+	return TC_ACT_OK;
+}
+SEC("tc") int push10(struct __sk_buff *skb) { return push(skb, 10); }
+SEC("tc") int push20(struct __sk_buff *skb) { return push(skb, 20); }
+SEC("tc") int pop10(struct __sk_buff *skb) { return pop(skb, 10); }
+SEC("tc") int pop20(struct __sk_buff *skb) { return pop(skb, 20); }
+char LICENSE[] SEC("license") = "GPL";
+`;
+
+if (requireKernel('fn VLAN rewrite traffic')) {
+  test('VLAN ids rewritten at TC with the tag in skb metadata: VLAN 10 reaches VLAN 20 only through the programs', async () => {
+    const result = compileFunctions(path.join(repoRoot, 'test/fn/fixtures/vlan.ts'));
+    const ends = load(compileC(VLAN_ENDS));
+    try {
+      await withTopology(createPair, async (t) => {
+        // a sends on VLAN 10 and takes VLAN 10; b sends on VLAN 20 and takes VLAN 20 (tags in skb metadata on the veth).
+        ends.attach({ program: 'push10', hook: 'tc-egress', ifname: t.a.ifname, netns: t.a.ns, priority: 1 });
+        ends.attach({ program: 'pop10', hook: 'tc-ingress', ifname: t.a.ifname, netns: t.a.ns, priority: 2 });
+        ends.attach({ program: 'push20', hook: 'tc-egress', ifname: t.b.ifname, netns: t.b.ns, priority: 1 });
+        ends.attach({ program: 'pop20', hook: 'tc-ingress', ifname: t.b.ifname, netns: t.b.ns, priority: 1 });
+        assert.is(ping(t.a.ns, t.b.ipv4, 2, { timeoutS: 1 }), 0, 'VLAN 10 and VLAN 20 do not talk without the programs');
+        // Forget the failed neighbour resolution of the control.
+        for (const h of [t.a, t.b]) ip(['neigh', 'flush', 'dev', h.ifname], h.ns);
+        const obj = load(result.object!, { layouts: result.layouts });
+        try {
+          obj.attach({ program: 'vlanOut', hook: 'tc-egress', ifname: t.a.ifname, netns: t.a.ns, priority: 2 });
+          obj.attach({ program: 'vlanIn', hook: 'tc-ingress', ifname: t.a.ifname, netns: t.a.ns, priority: 1 });
+          assert.ok(ping(t.a.ns, t.b.ipv4, 3) >= 2, 'VLAN 10 reaches VLAN 20 through the rewrites');
+        } finally {
+          obj.close();
+        }
+      });
+    } finally {
+      ends.close();
+    }
   });
 }
 
