@@ -52,6 +52,11 @@ export function embedFilter(calls: ChainCalls, maps: Map<string, MapInfo>, progr
     diags.error(use.node, `filter '${filter.name}' matches or redirects by interface name (${compiled.ifnames.join(', ')}), which runChain cannot resolve`, 'use interface indexes in a filter that functions run');
     return undefined;
   }
+  if (compiled.definition.conntrack) {
+    // The callable entry chain starts at the rules: the conntrack stage (lookup, replies, commit, NAT) is a program of its own.
+    diags.error(use.node, `filter '${filter.name}' uses conntrack (ct matches, ctMark or NAT), which runChain and tailChain cannot run yet`, 'attach the filter itself at the hook (load(fw).attach), and the function at another hook or priority');
+    return undefined;
+  }
   const filterMaps = new Set(compiled.maps.map((m) => m.name));
   for (const m of maps.values()) {
     if (!filterMaps.has(m.name)) continue;

@@ -5,7 +5,27 @@
  * One project is kept per process: later builds reuse the parsed standard
  * library and tsbpf's own declarations, which is most of the cost.
  */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Node, Project, ts, type SourceFile, type Symbol as TsSymbol } from 'ts-morph';
+
+/**
+ * 'tsbpf', 'tsbpf/fn' and 'tsbpf/cni' resolved to this copy's declarations, so
+ * a user's file type-checks wherever it lives (a lone file has no
+ * node_modules/tsbpf; the loader resolves the same names the same way).
+ */
+function tsbpfPaths(): Record<string, string[]> {
+  const dist = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+  const entries: Array<[string, string]> = [
+    ['tsbpf', 'index.d.ts'],
+    ['tsbpf/fn', 'sdk/fn/index.d.ts'],
+    ['tsbpf/cni', 'cni/index.d.ts'],
+  ];
+  const paths: Record<string, string[]> = {};
+  for (const [name, file] of entries) if (existsSync(path.join(dist, file))) paths[name] = [path.join(dist, file)];
+  return paths;
+}
 
 let shared: Project | undefined;
 
@@ -26,6 +46,7 @@ export function fnProject(): Project {
       skipLibCheck: true,
       noEmit: true,
       allowJs: false,
+      paths: tsbpfPaths(),
     },
   });
   return shared;
