@@ -4,6 +4,7 @@
 
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -219,7 +220,15 @@ static Napi::Value ObjectLoad(const Napi::CallbackInfo& info) {
   }
 
   LogCapture cap;
+  // The verifier gives up with EAGAIN when a signal is pending for the loading
+  // thread (a profiler's SIGPROF, SIGCHLD of a child process); a big program
+  // verifies for long enough that libbpf's five retries all fail. Blocked, a
+  // signal stays pending (not "pending for us") and is delivered afterwards.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
   int err = bpf_object__load(h->obj);
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
   h->loaded = true;  // libbpf refuses a second attempt either way
   if (err == 0) {
     freeLogs();
