@@ -132,6 +132,81 @@ static __always_inline void tsbpf_svc_event(__u32 kind, const struct tsbpf_tuple
 	bpf_ringbuf_submit(e, 0);
 }
 
+/*
+ * Parse for the datapath: the common frame (no VLAN tag, IPv4 without
+ * options and not a fragment, or IPv6 without extension headers, carrying
+ * TCP or UDP, headers in the linear area) is read straight from the packet
+ * into the fields the datapath uses; anything else goes through the full
+ * parser (tsbpf_parse), which gives the same values for those fields. The
+ * other fields of *p are left as they were: nothing here reads them.
+ */
+static __always_inline void tsbpf_svc_parse(void *ctx, const int hook, struct tsbpf_pkt *p)
+{
+	struct tsbpf_cursor c;
+	__u8 *d;
+	__u32 l4;
+	__u8 proto;
+
+	tsbpf_cursor_init(&c, ctx, hook);
+	d = c.data;
+	if (hook == TSBPF_HOOK_TC && ((struct __sk_buff *)ctx)->vlan_present)
+		goto full;
+	if ((void *)(d + 14 + 40 + 20) > c.data_end)
+		goto full; /* also the shortest IPv4 TCP frame: the checks below are on 54 bytes */
+	if (d[12] == 0x08 && d[13] == 0x00) {
+		if (d[14] != 0x45 || (tsbpf_be16(d + 20) & 0x3fff))
+			goto full;
+		proto = d[23];
+		l4 = 34;
+		p->present = TSBPF_HAS_ETH | TSBPF_HAS_L3 | TSBPF_HAS_IPV4 | TSBPF_HAS_PROTO | TSBPF_HAS_L4OFF;
+		p->ip4_csum = tsbpf_be16(d + 24);
+		p->ip4_src = tsbpf_be32(d + 26);
+		p->ip4_dst = tsbpf_be32(d + 30);
+	} else if (d[12] == 0x86 && d[13] == 0xdd) {
+		if ((d[14] >> 4) != 6 || (void *)(d + 74 + 20) > c.data_end)
+			goto full;
+		proto = d[20];
+		l4 = 54;
+		p->present = TSBPF_HAS_ETH | TSBPF_HAS_L3 | TSBPF_HAS_IPV6 | TSBPF_HAS_PROTO | TSBPF_HAS_L4OFF;
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			p->ip6_src[i] = tsbpf_be32(d + 22 + 4 * i);
+			p->ip6_dst[i] = tsbpf_be32(d + 38 + 4 * i);
+		}
+	} else {
+		goto full;
+	}
+	if (proto == TSBPF_IPPROTO_TCP) {
+		__u8 *h = d + l4;
+		if ((void *)(h + 20) > c.data_end)
+			goto full;
+		p->present |= TSBPF_HAS_TCP;
+		p->tcp_flags = h[13];
+		p->l4_csum = tsbpf_be16(h + 16);
+		p->sport = tsbpf_be16(h);
+		p->dport = tsbpf_be16(h + 2);
+	} else if (proto == TSBPF_IPPROTO_UDP) {
+		__u8 *h = d + l4;
+		if ((void *)(h + 8) > c.data_end)
+			goto full;
+		p->present |= TSBPF_HAS_UDP;
+		p->tcp_flags = 0;
+		p->l4_csum = tsbpf_be16(h + 6);
+		p->sport = tsbpf_be16(h);
+		p->dport = tsbpf_be16(h + 2);
+	} else {
+		goto full;
+	}
+	p->len = c.len;
+	p->proto = proto;
+	p->l3_off = 14;
+	p->l4_off = l4;
+	p->icmp_type = 0;
+	return;
+full:
+	tsbpf_parse(ctx, hook, p);
+}
+
 /* Build the packet's tuple: 0 a connection packet, 1 an ICMP error, -1 untracked. */
 static __always_inline int tsbpf_svc_tuple(struct __sk_buff *skb, const struct tsbpf_pkt *p, struct tsbpf_tuple *t)
 {
@@ -691,7 +766,7 @@ static __always_inline int tsbpf_svc(struct __sk_buff *skb, const __u8 hook)
 
 	if (!s || !cfg)
 		return TC_ACT_OK;
-	tsbpf_parse(skb, TSBPF_HOOK_TC, &s->pkt);
+	tsbpf_svc_parse(skb, TSBPF_HOOK_TC, &s->pkt);
 	tsbpf_svc_stat(TSBPF_SVC_PACKETS);
 	r = tsbpf_svc_tuple(skb, &s->pkt, &s->t);
 	if (r < 0 || (r == 1 && hook != TSBPF_HOOK_INGRESS)) {
@@ -736,5 +811,38 @@ static __always_inline int tsbpf_svc(struct __sk_buff *skb, const __u8 hook)
 	}
 	return tsbpf_svc_new(skb, s, cfg, hook, now);
 }
+
+#ifdef TSBPF_SVC_BENCH
+/*
+ * Benchmark harness (bench/services.ts only): a test run repeats on one
+ * packet and a translating path rewrites it, so each run first restores the
+ * saved frame's first TSBPF_SVC_BENCH_BYTES bytes. A harness program that
+ * only restores measures what that costs.
+ */
+#define TSBPF_SVC_BENCH_BYTES 64
+struct tsbpf_svc_bench_frame {
+	__u8 b[TSBPF_SVC_BENCH_BYTES];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tsbpf_svc_bench_frame);
+} tsbpf_svc_bench SEC(".maps");
+
+static __always_inline void tsbpf_svc_bench_restore(void *ctx, const int hook)
+{
+	__u32 zero = 0;
+	struct tsbpf_svc_bench_frame *f = bpf_map_lookup_elem(&tsbpf_svc_bench, &zero);
+	struct tsbpf_cursor c;
+
+	if (!f)
+		return;
+	tsbpf_cursor_init(&c, ctx, hook);
+	if (c.data + TSBPF_SVC_BENCH_BYTES <= c.data_end)
+		__builtin_memcpy(c.data, f->b, TSBPF_SVC_BENCH_BYTES);
+}
+#endif
 
 #endif /* TSBPF_SVC_H */
