@@ -24,10 +24,24 @@
 #include <tsbpf/nat.h>
 #include <tsbpf/lb.h>
 
+#include <bpf/bpf_core_read.h>
+
 #ifndef TC_ACT_OK
 #define TC_ACT_OK 0
 #define TC_ACT_SHOT 2
 #endif
+
+/* skb->ip_summed (include/linux/skbuff.h), read through the kernel's sk_buff (CO-RE). */
+#define TSBPF_CHECKSUM_NONE 0
+#define TSBPF_CHECKSUM_UNNECESSARY 1
+#define TSBPF_CHECKSUM_COMPLETE 2
+#define TSBPF_CHECKSUM_PARTIAL 3
+
+struct sk_buff___tsbpf {
+	__u8 ip_summed : 2;
+} __attribute__((preserve_access_index));
+
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
 
 /* Slots of tsbpf_svc_stats (per CPU). sdk/stateful.ts SVC_STATS names them. */
 #define TSBPF_SVC_PACKETS 0
@@ -362,10 +376,83 @@ static __always_inline void tsbpf_svc_forward(struct tsbpf_tuple *to, const stru
 	to->icmp = t->icmp;
 }
 
+/*
+ * The fast rewrite of a TCP/UDP packet whose headers were read by the fast
+ * parse (IPv4 without options or IPv6 without extension headers): the L4
+ * checksum is updated here, with the arithmetic of bpf_l4_csum_replace, and
+ * written with the addresses and ports through one packet pointer. Only for
+ * ip_summed NONE/UNNECESSARY (the L4 checksum is a full one; nothing else to
+ * keep) and PARTIAL (the field holds the pseudo-header sum: addresses change
+ * it, ports do not); CHECKSUM_COMPLETE (skb->csum to follow) takes the
+ * helpers. Returns 1 when done, 0 when the caller must take the general path.
+ */
+static __always_inline int tsbpf_svc_rewrite_fast(struct __sk_buff *skb, const struct tsbpf_pkt *p, const struct tsbpf_tuple *from,
+						  const struct tsbpf_tuple *to)
+{
+	struct sk_buff___tsbpf *k = bpf_cast_to_kern_ctx(skb);
+	__u8 ips = BPF_CORE_READ_BITFIELD(k, ip_summed);
+	int v4 = p->present & TSBPF_HAS_IPV4, udp = p->present & TSBPF_HAS_UDP;
+	__u32 l4 = v4 ? 34 : 54, cf = udp ? 6 : 16;
+	__u16 c = p->l4_csum, ipc = p->ip4_csum;
+	__u8 *d, *end;
+
+	if (ips == TSBPF_CHECKSUM_COMPLETE || p->l3_off != 14 || p->l4_off != l4 || !(p->present & (TSBPF_HAS_TCP | TSBPF_HAS_UDP)))
+		return 0;
+	if (!(udp && c == 0)) {
+		if (ips == TSBPF_CHECKSUM_PARTIAL)
+			c = ~c; /* the complement of the pseudo-header sum updates like a checksum */
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			if (i > 0 && v4)
+				break;
+			c = tsbpf_nat_csum_upd32(c, from->src[i], to->src[i]);
+			c = tsbpf_nat_csum_upd32(c, from->dst[i], to->dst[i]);
+		}
+		if (ips == TSBPF_CHECKSUM_PARTIAL) {
+			c = ~c;
+		} else {
+			c = tsbpf_nat_csum_upd16(c, from->sport, to->sport);
+			c = tsbpf_nat_csum_upd16(c, from->dport, to->dport);
+		}
+		if (udp && c == 0)
+			c = 0xffff;
+	}
+	if (v4) {
+		ipc = tsbpf_nat_csum_upd32(ipc, from->src[0], to->src[0]);
+		ipc = tsbpf_nat_csum_upd32(ipc, from->dst[0], to->dst[0]);
+	}
+	d = (void *)(long)skb->data;
+	end = (void *)(long)skb->data_end;
+	if ((void *)(d + 54 + 20) > (void *)end)
+		return 0;
+	if (v4) {
+		tsbpf_put16(d + 24, ipc);
+		tsbpf_put32(d + 26, to->src[0]);
+		tsbpf_put32(d + 30, to->dst[0]);
+		tsbpf_put16(d + 34, to->sport);
+		tsbpf_put16(d + 36, to->dport);
+		tsbpf_put16(d + 34 + cf, c);
+	} else {
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			tsbpf_put32(d + 22 + 4 * i, to->src[i]);
+			tsbpf_put32(d + 38 + 4 * i, to->dst[i]);
+		}
+		tsbpf_put16(d + 54, to->sport);
+		tsbpf_put16(d + 56, to->dport);
+		tsbpf_put16(d + 54 + cf, c);
+	}
+	return 1;
+}
+
 static __always_inline int tsbpf_svc_apply(struct __sk_buff *skb, struct tsbpf_svc_scratch *s)
 {
 	if (tsbpf_tuple_eq(&s->t, &s->to))
 		return TC_ACT_OK;
+	if (!s->t.icmp && tsbpf_svc_rewrite_fast(skb, &s->pkt, &s->t, &s->to)) {
+		tsbpf_svc_stat(TSBPF_SVC_XLATE);
+		return TC_ACT_OK;
+	}
 	if (tsbpf_nat_rewrite(skb, &s->pkt, &s->t, &s->to)) {
 		tsbpf_svc_stat(TSBPF_SVC_DROP_ERROR);
 		return TC_ACT_SHOT;
