@@ -37,7 +37,7 @@ import { encode, u32 } from '../sdk/layout.js';
 import { natRuleRecord } from '../sdk/nat.js';
 import { lbKeyOf, serviceDef, serviceKeyId, ServiceTable, validateServices, type LbChange, type ServiceDef, type ServicesDefinition, type ServiceInfo, type ServiceSpec } from '../sdk/services.js';
 import { expiredKeys, SVC_STATS, type ServiceEvent, type SvcStat } from '../sdk/stateful.js';
-import type { Attachment } from './attach.js';
+import type { Attachment, XdpMode } from './attach.js';
 import { load } from './load.js';
 import type { BpfMap } from './map.js';
 import { native } from './native.js';
@@ -61,13 +61,16 @@ export interface LoadServicesOptions extends ServicesCompileOptions {
 export interface ServicesAttachOptions {
   ifname: string;
   netns?: string;
-  /** Default both: ingress (DNAT, replies, ICMP errors) and egress (SNAT, client-side LB). */
+  /** tc programs: default both, ingress (DNAT, replies, ICMP errors) and egress (SNAT, client-side LB). Not for XDP. */
   hooks?: Array<'tc-ingress' | 'tc-egress'>;
+  /** tc filter priority (a later priority runs after; see the `verdict: 'continue'` load option). */
   priority?: number;
+  /** XDP programs (`hook: 'xdp'` at load): the XDP mode (default: driver when the device has it, else generic). */
+  mode?: XdpMode;
 }
 
 export interface ServicesTestRun extends TestRunResult {
-  /** TC_ACT_OK: 'accept'; TC_ACT_SHOT: 'drop'. */
+  /** TC_ACT_OK, TC_ACT_UNSPEC (verdict 'continue'), XDP_PASS: 'accept'; TC_ACT_SHOT, XDP_DROP: 'drop'. */
   action: 'accept' | 'drop';
 }
 
@@ -218,7 +221,10 @@ export class LoadedServices {
    * addresses become its masquerade addresses.
    */
   attach(options: ServicesAttachOptions): Attachment[] {
-    const hooks = options.hooks ?? ['tc-ingress', 'tc-egress'];
+    const xdp = this.compiled.programs.some((p) => p.hook === 'xdp');
+    if (xdp && options.hooks) throw new TsbpfError('INVALID_ARGUMENT', `services '${this.name}' was loaded for XDP: it has no tc hooks`, { hint: "load it without hook: 'xdp' for tc" });
+    if (!xdp && options.mode) throw new TsbpfError('INVALID_ARGUMENT', 'mode is an XDP option', { hint: "load with hook: 'xdp' for an XDP program" });
+    const hooks: Array<'tc-ingress' | 'tc-egress' | 'xdp'> = xdp ? ['xdp'] : (options.hooks ?? ['tc-ingress', 'tc-egress']);
     let changed = false;
     for (const r of this.definition.nat) {
       if (r.ifname === undefined || this.interfaces[r.ifname] !== undefined) continue;
@@ -238,7 +244,14 @@ export class LoadedServices {
       for (const hook of hooks) {
         const program = this.compiled.programs.find((p) => p.hook === hook)!.name;
         out.push(
-          this.object.attach({ program, hook, ifname: options.ifname, ...(options.netns ? { netns: options.netns } : {}), ...(options.priority ? { priority: options.priority } : {}) }),
+          this.object.attach({
+            program,
+            hook,
+            ifname: options.ifname,
+            ...(options.netns ? { netns: options.netns } : {}),
+            ...(options.priority && !xdp ? { priority: options.priority } : {}),
+            ...(options.mode ? { mode: options.mode } : {}),
+          }),
         );
       }
     } catch (e) {
@@ -462,11 +475,14 @@ export class LoadedServices {
     return this.object.ringBuffer('tsbpf_svc_events', (raw: Buffer) => callback(eventFromRecord(SVC_EVENT.decode(raw, 0))));
   }
 
-  /** Run one packet through the ingress or egress program (BPF_PROG_TEST_RUN; the device is lo, ifindex 1). */
-  testRun(hook: 'tc-ingress' | 'tc-egress', data: Buffer, options: { repeat?: number } = {}): ServicesTestRun {
-    const program = this.compiled.programs.find((p) => p.hook === hook)!.name;
-    const r = this.object.testRun(program, { data, ...(options.repeat ? { repeat: options.repeat } : {}) });
-    return { ...r, action: r.retval === 2 ? 'drop' : 'accept' };
+  /** Run one packet through the ingress, egress or XDP program (BPF_PROG_TEST_RUN; the device is lo, ifindex 1). */
+  testRun(hook: 'tc-ingress' | 'tc-egress' | 'xdp', data: Buffer, options: { repeat?: number } = {}): ServicesTestRun {
+    const prog = this.compiled.programs.find((p) => p.hook === hook && p.kind !== 'bench');
+    if (!prog) throw new TsbpfError('INVALID_ARGUMENT', `services '${this.name}' has no ${hook} program`, { hint: `it has: ${this.compiled.programs.map((p) => p.hook).join(', ')}` });
+    const r = this.object.testRun(prog.name, { data, ...(options.repeat ? { repeat: options.repeat } : {}) });
+    // TC_ACT_SHOT is 2; XDP_DROP is 1 (XDP_ABORTED 0 drops too).
+    const drop = hook === 'xdp' ? r.retval <= 1 : r.retval === 2;
+    return { ...r, action: drop ? 'drop' : 'accept' };
   }
 
   /** Pin every map (and program) under `dir` on bpffs: `tsbpf ct list --pin DIR` reads the conntrack table there. */

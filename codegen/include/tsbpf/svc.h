@@ -146,6 +146,151 @@ static __always_inline void tsbpf_svc_event(__u32 kind, const struct tsbpf_tuple
 	bpf_ringbuf_submit(e, 0);
 }
 
+/* What a tc or XDP (hk) program returns for a packet it lets through, and for one it drops. */
+#ifdef TSBPF_SVC_CONTINUE
+#define TSBPF_SVC_TC_PASS (-1) /* TC_ACT_UNSPEC: filters at later priorities of the hook run next */
+#else
+#define TSBPF_SVC_TC_PASS TC_ACT_OK
+#endif
+#define TSBPF_SVC_OK(hk) ((hk) == TSBPF_HOOK_XDP ? XDP_PASS : TSBPF_SVC_TC_PASS)
+#define TSBPF_SVC_DROP(hk) ((hk) == TSBPF_HOOK_XDP ? XDP_DROP : TC_ACT_SHOT)
+
+static __always_inline __u32 tsbpf_svc_ifindex(void *ctx, const int hk)
+{
+	if (hk == TSBPF_HOOK_XDP)
+		return ((struct xdp_md *)ctx)->ingress_ifindex;
+	return ((struct __sk_buff *)ctx)->ifindex;
+}
+
+/* Read n bytes (a constant) at off: the helper at tc (non-linear skbs too), the frame at XDP. */
+static __always_inline int tsbpf_svc_load(void *ctx, const int hk, __u32 off, void *to, const __u32 n)
+{
+	struct tsbpf_cursor c;
+
+	if (hk == TSBPF_HOOK_TC)
+		return bpf_skb_load_bytes(ctx, off, to, n);
+	tsbpf_cursor_init(&c, ctx, hk);
+	if (off > TSBPF_MAX_HDR_OFF)
+		return -1;
+	asm volatile("" : "+r"(off));
+	off &= TSBPF_MAX_HDR_OFF;
+	if (c.data + off + n > c.data_end)
+		return -1;
+	__builtin_memcpy(to, c.data + off, n);
+	return 0;
+}
+
+/* Write n bytes (a constant) at off. */
+static __always_inline int tsbpf_svc_store(void *ctx, const int hk, __u32 off, const void *from, const __u32 n)
+{
+	struct tsbpf_cursor c;
+
+	if (hk == TSBPF_HOOK_TC)
+		return bpf_skb_store_bytes(ctx, off, from, n, 0);
+	tsbpf_cursor_init(&c, ctx, hk);
+	if (off > TSBPF_MAX_HDR_OFF)
+		return -1;
+	asm volatile("" : "+r"(off));
+	off &= TSBPF_MAX_HDR_OFF;
+	if (c.data + off + n > c.data_end)
+		return -1;
+	__builtin_memcpy(c.data + off, from, n);
+	return 0;
+}
+
+/*
+ * XDP: the L4 checksum at `cf` (tsbpf_nat_csum_field) for an address change
+ * (pseudo: covered by the pseudo-header) and port changes, with the
+ * arithmetic of bpf_l4_csum_replace on a full checksum; UDP's zero stays zero.
+ */
+static __always_inline int tsbpf_svc_xdp_l4(void *ctx, const struct tsbpf_pkt *p, const __u32 *old, const __u32 *new_, int naddr,
+					    __u16 oport, __u16 nport)
+{
+	__u32 cf = tsbpf_nat_csum_field(p);
+	int udp = (p->present & TSBPF_HAS_UDP) != 0;
+	__u8 b[2];
+	__u16 c;
+
+	if (!cf)
+		return oport == nport ? 0 : -1;
+	if (tsbpf_svc_load(ctx, TSBPF_HOOK_XDP, p->l4_off + cf, b, 2))
+		return -1;
+	c = tsbpf_be16(b);
+	if (udp && c == 0)
+		return 0;
+	/* ICMP has no pseudo-header. */
+	if (!(p->present & TSBPF_HAS_ICMP)) {
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			if (i < naddr)
+				c = tsbpf_nat_csum_upd32(c, old[i], new_[i]);
+		}
+	}
+	if (oport != nport)
+		c = tsbpf_nat_csum_upd16(c, oport, nport);
+	if (udp && c == 0)
+		c = 0xffff;
+	tsbpf_put16(b, c);
+	return tsbpf_svc_store(ctx, TSBPF_HOOK_XDP, p->l4_off + cf, b, 2);
+}
+
+/* tsbpf_nat_addr for tc and XDP: rewrite the source (dst = 0) or destination address; checksums follow. */
+static __always_inline int tsbpf_svc_nat_addr(void *ctx, const int hk, const struct tsbpf_pkt *p, int dst, const __u32 *old, const __u32 *new_)
+{
+	__u8 b[16];
+	__u32 l3 = p->l3_off;
+
+	if (hk == TSBPF_HOOK_TC)
+		return tsbpf_nat_addr(ctx, p, dst, old, new_);
+	if (tsbpf_addr_eq(old, new_))
+		return 0;
+	if (tsbpf_svc_xdp_l4(ctx, p, old, new_, (p->present & TSBPF_HAS_IPV4) ? 1 : 4, 0, 0))
+		return -1;
+	if (p->present & TSBPF_HAS_IPV4) {
+		__u8 c[2];
+		if (tsbpf_svc_load(ctx, hk, l3 + 10, c, 2))
+			return -1;
+		tsbpf_put16(c, tsbpf_nat_csum_upd32(tsbpf_be16(c), old[0], new_[0]));
+		tsbpf_put32(b, new_[0]);
+		if (tsbpf_svc_store(ctx, hk, l3 + 10, c, 2))
+			return -1;
+		return tsbpf_svc_store(ctx, hk, l3 + (dst ? 16 : 12), b, 4);
+	}
+#pragma unroll
+	for (int i = 0; i < 4; i++)
+		tsbpf_put32(b + 4 * i, new_[i]);
+	return tsbpf_svc_store(ctx, hk, l3 + (dst ? 24 : 8), b, 16);
+}
+
+/* tsbpf_nat_rewrite for tc and XDP: turn the packet whose tuple is `from` into `to`. */
+static __always_inline int tsbpf_svc_rewrite(void *ctx, const int hk, const struct tsbpf_pkt *p, const struct tsbpf_tuple *from,
+					     const struct tsbpf_tuple *to)
+{
+	__u8 b[4];
+
+	if (hk == TSBPF_HOOK_TC)
+		return tsbpf_nat_rewrite(ctx, p, from, to);
+	if (tsbpf_svc_nat_addr(ctx, hk, p, 0, from->src, to->src) || tsbpf_svc_nat_addr(ctx, hk, p, 1, from->dst, to->dst))
+		return -1;
+	if (from->icmp) {
+		__u16 o = from->icmp == TSBPF_CT_ICMP_ECHO_REQ ? from->sport : from->dport;
+		__u16 n = from->icmp == TSBPF_CT_ICMP_ECHO_REQ ? to->sport : to->dport;
+		if (o == n)
+			return 0;
+		if (tsbpf_svc_xdp_l4(ctx, p, 0, 0, 0, o, n))
+			return -1;
+		tsbpf_put16(b, n);
+		return tsbpf_svc_store(ctx, hk, p->l4_off + 4, b, 2);
+	}
+	if (from->sport == to->sport && from->dport == to->dport)
+		return 0;
+	if (tsbpf_svc_xdp_l4(ctx, p, 0, 0, 0, from->sport, to->sport) || tsbpf_svc_xdp_l4(ctx, p, 0, 0, 0, from->dport, to->dport))
+		return -1;
+	tsbpf_put16(b, to->sport);
+	tsbpf_put16(b + 2, to->dport);
+	return tsbpf_svc_store(ctx, hk, p->l4_off, b, 4);
+}
+
 /*
  * Parse for the datapath: the common frame (no VLAN tag, IPv4 without
  * options and not a fragment, or IPv6 without extension headers, carrying
@@ -222,7 +367,7 @@ full:
 }
 
 /* Build the packet's tuple: 0 a connection packet, 1 an ICMP error, -1 untracked. */
-static __always_inline int tsbpf_svc_tuple(struct __sk_buff *skb, const struct tsbpf_pkt *p, struct tsbpf_tuple *t)
+static __always_inline int tsbpf_svc_tuple(void *ctx, const int hk, const struct tsbpf_pkt *p, struct tsbpf_tuple *t)
 {
 	__u8 idb[2];
 	__u16 id;
@@ -256,7 +401,7 @@ static __always_inline int tsbpf_svc_tuple(struct __sk_buff *skb, const struct t
 		int req = v4 ? ty == 8 : ty == 128;
 		int rep = v4 ? ty == 0 : ty == 129;
 		if (req || rep) {
-			if ((__u32)p->l4_off + 8 > p->len || bpf_skb_load_bytes(skb, p->l4_off + 4, idb, 2))
+			if ((__u32)p->l4_off + 8 > p->len || tsbpf_svc_load(ctx, hk, p->l4_off + 4, idb, 2))
 				return -1;
 			id = tsbpf_be16(idb);
 			t->icmp = req ? TSBPF_CT_ICMP_ECHO_REQ : TSBPF_CT_ICMP_ECHO_REP;
@@ -386,11 +531,11 @@ static __always_inline void tsbpf_svc_forward(struct tsbpf_tuple *to, const stru
  * it, ports do not); CHECKSUM_COMPLETE (skb->csum to follow) takes the
  * helpers. Returns 1 when done, 0 when the caller must take the general path.
  */
-static __always_inline int tsbpf_svc_rewrite_fast(struct __sk_buff *skb, const struct tsbpf_pkt *p, const struct tsbpf_tuple *from,
+static __always_inline int tsbpf_svc_rewrite_fast(void *ctx, const int hk, const struct tsbpf_pkt *p, const struct tsbpf_tuple *from,
 						  const struct tsbpf_tuple *to)
 {
-	struct sk_buff___tsbpf *k = bpf_cast_to_kern_ctx(skb);
-	__u8 ips = BPF_CORE_READ_BITFIELD(k, ip_summed);
+	/* XDP sees bytes only: checksums there are full ones (docs/stateful.md, XDP). */
+	__u8 ips = hk == TSBPF_HOOK_XDP ? TSBPF_CHECKSUM_NONE : BPF_CORE_READ_BITFIELD((struct sk_buff___tsbpf *)bpf_cast_to_kern_ctx(ctx), ip_summed);
 	int v4 = p->present & TSBPF_HAS_IPV4, udp = p->present & TSBPF_HAS_UDP;
 	__u32 l4 = v4 ? 34 : 54, cf = udp ? 6 : 16;
 	__u16 c = p->l4_csum, ipc = p->ip4_csum;
@@ -421,8 +566,12 @@ static __always_inline int tsbpf_svc_rewrite_fast(struct __sk_buff *skb, const s
 		ipc = tsbpf_nat_csum_upd32(ipc, from->src[0], to->src[0]);
 		ipc = tsbpf_nat_csum_upd32(ipc, from->dst[0], to->dst[0]);
 	}
-	d = (void *)(long)skb->data;
-	end = (void *)(long)skb->data_end;
+	{
+		struct tsbpf_cursor cur;
+		tsbpf_cursor_init(&cur, ctx, hk);
+		d = cur.data;
+		end = cur.data_end;
+	}
 	if ((void *)(d + 54 + 20) > (void *)end)
 		return 0;
 	if (v4) {
@@ -445,24 +594,24 @@ static __always_inline int tsbpf_svc_rewrite_fast(struct __sk_buff *skb, const s
 	return 1;
 }
 
-static __always_inline int tsbpf_svc_apply(struct __sk_buff *skb, struct tsbpf_svc_scratch *s)
+static __always_inline int tsbpf_svc_apply(void *ctx, const int hk, struct tsbpf_svc_scratch *s)
 {
 	if (tsbpf_tuple_eq(&s->t, &s->to))
-		return TC_ACT_OK;
-	if (!s->t.icmp && tsbpf_svc_rewrite_fast(skb, &s->pkt, &s->t, &s->to)) {
+		return TSBPF_SVC_OK(hk);
+	if (!s->t.icmp && tsbpf_svc_rewrite_fast(ctx, hk, &s->pkt, &s->t, &s->to)) {
 		tsbpf_svc_stat(TSBPF_SVC_XLATE);
-		return TC_ACT_OK;
+		return TSBPF_SVC_OK(hk);
 	}
-	if (tsbpf_nat_rewrite(skb, &s->pkt, &s->t, &s->to)) {
+	if (tsbpf_svc_rewrite(ctx, hk, &s->pkt, &s->t, &s->to)) {
 		tsbpf_svc_stat(TSBPF_SVC_DROP_ERROR);
-		return TC_ACT_SHOT;
+		return TSBPF_SVC_DROP(hk);
 	}
 	tsbpf_svc_stat(TSBPF_SVC_XLATE);
-	return TC_ACT_OK;
+	return TSBPF_SVC_OK(hk);
 }
 
 /* A packet of a connection that exists. */
-static __always_inline int tsbpf_svc_existing(struct __sk_buff *skb, struct tsbpf_svc_scratch *s, const struct tsbpf_ct_config *cfg,
+static __always_inline int tsbpf_svc_existing(void *ctx, const int hk, struct tsbpf_svc_scratch *s, const struct tsbpf_ct_config *cfg,
 					      struct tsbpf_ct_entry *e, int dir, int stage, __u8 hook, __u64 now)
 {
 	struct tsbpf_pkt *p = &s->pkt;
@@ -473,11 +622,11 @@ static __always_inline int tsbpf_svc_existing(struct __sk_buff *skb, struct tsbp
 		__u32 rule = 0;
 		struct tsbpf_tuple *x = &s->ito;
 		__builtin_memcpy(x, &e->x, sizeof(*x));
-		int r = tsbpf_svc_snat(s, cfg, x, &s->key, skb->ifindex, tsbpf_flow_hash(&e->o, cfg->seed), now, &rule);
+		int r = tsbpf_svc_snat(s, cfg, x, &s->key, tsbpf_svc_ifindex(ctx, hk), tsbpf_flow_hash(&e->o, cfg->seed), now, &rule);
 		if (r < 0) {
 			tsbpf_svc_stat(TSBPF_SVC_DROP_NAT_EXHAUSTED);
-			tsbpf_svc_event(TSBPF_SVC_EV_NAT_EXHAUSTED, t, skb->ifindex, e->svc_id, rule);
-			return TC_ACT_SHOT;
+			tsbpf_svc_event(TSBPF_SVC_EV_NAT_EXHAUSTED, t, tsbpf_svc_ifindex(ctx, hk), e->svc_id, rule);
+			return TSBPF_SVC_DROP(hk);
 		}
 		if (r > 0) {
 			__builtin_memcpy(e->x.src, x->src, 16);
@@ -502,34 +651,34 @@ static __always_inline int tsbpf_svc_existing(struct __sk_buff *skb, struct tsbp
 
 	if (dir == 0) {
 		if (stage == 2)
-			return TC_ACT_OK; /* translated already */
+			return TSBPF_SVC_OK(hk); /* translated already */
 		tsbpf_svc_forward(&s->to, e, t, hook);
 		if (stage == 1 && hook == TSBPF_HOOK_INGRESS)
-			return TC_ACT_OK; /* between DNAT and SNAT: nothing more at ingress */
+			return TSBPF_SVC_OK(hk); /* between DNAT and SNAT: nothing more at ingress */
 	} else {
 		if (stage == 2)
-			return TC_ACT_OK;
+			return TSBPF_SVC_OK(hk);
 		tsbpf_tuple_reverse(&s->to, &e->o);
 		s->to.icmp = t->icmp;
 	}
-	return tsbpf_svc_apply(skb, s);
+	return tsbpf_svc_apply(ctx, hk, s);
 }
 
 /* The first packet of a connection. */
-static __always_inline int tsbpf_svc_new(struct __sk_buff *skb, struct tsbpf_svc_scratch *s, const struct tsbpf_ct_config *cfg, __u8 hook,
+static __always_inline int tsbpf_svc_new(void *ctx, const int hk, struct tsbpf_svc_scratch *s, const struct tsbpf_ct_config *cfg, __u8 hook,
 					 __u64 now)
 {
 	struct tsbpf_pkt *p = &s->pkt;
 	struct tsbpf_tuple *t = &s->t;
 	struct tsbpf_ct_entry *ent = &s->ent;
 	__u8 state = tsbpf_ct_initial_state(p);
-	__u32 ifindex = skb->ifindex;
+	__u32 ifindex = tsbpf_svc_ifindex(ctx, hk);
 	__u32 hash, rule = 0;
 	int track;
 
 	if (state == TSBPF_CT_NONE) {
 		tsbpf_svc_stat(TSBPF_SVC_CT_INVALID);
-		return TC_ACT_OK;
+		return TSBPF_SVC_OK(hk);
 	}
 	hash = tsbpf_flow_hash(t, cfg->seed);
 	tsbpf_ct_init(ent, t, p, cfg, state, hook, now);
@@ -544,7 +693,7 @@ static __always_inline int tsbpf_svc_new(struct __sk_buff *skb, struct tsbpf_svc
 		if (!b) {
 			tsbpf_svc_stat(TSBPF_SVC_DROP_NO_BACKEND);
 			tsbpf_svc_event(TSBPF_SVC_EV_NO_BACKEND, t, ifindex, svc->id, 0xffffffff);
-			return TC_ACT_SHOT;
+			return TSBPF_SVC_DROP(hk);
 		}
 		__builtin_memcpy(ent->x.dst, b->addr, 16);
 		ent->x.dport = b->port;
@@ -563,7 +712,7 @@ static __always_inline int tsbpf_svc_new(struct __sk_buff *skb, struct tsbpf_svc
 			if (tsbpf_nat_alloc(&s->ito, &s->key2, &s->alias, 1024, 65535, t->sport, hash, now)) {
 				tsbpf_svc_stat(TSBPF_SVC_DROP_NAT_EXHAUSTED);
 				tsbpf_svc_event(TSBPF_SVC_EV_NAT_EXHAUSTED, t, ifindex, svc->id, 0xffffffff);
-				return TC_ACT_SHOT;
+				return TSBPF_SVC_DROP(hk);
 			}
 			__builtin_memcpy(ent->x.src, s->ito.src, 16);
 			ent->x.sport = s->ito.sport;
@@ -585,7 +734,7 @@ static __always_inline int tsbpf_svc_new(struct __sk_buff *skb, struct tsbpf_svc
 		if (r < 0) {
 			tsbpf_svc_stat(TSBPF_SVC_DROP_NAT_EXHAUSTED);
 			tsbpf_svc_event(TSBPF_SVC_EV_NAT_EXHAUSTED, t, ifindex, ent->svc_id, rule);
-			return TC_ACT_SHOT;
+			return TSBPF_SVC_DROP(hk);
 		}
 		if (r > 0) {
 			__builtin_memcpy(ent->x.src, s->ito.src, 16);
@@ -599,7 +748,7 @@ static __always_inline int tsbpf_svc_new(struct __sk_buff *skb, struct tsbpf_svc
 	}
 	if (!track) {
 		tsbpf_svc_stat(TSBPF_SVC_UNTRACKED);
-		return TC_ACT_OK;
+		return TSBPF_SVC_OK(hk);
 	}
 
 	/* DNAT: the tuple between DNAT and SNAT finds the connection at egress and (without SNAT) its replies. */
@@ -614,24 +763,24 @@ static __always_inline int tsbpf_svc_new(struct __sk_buff *skb, struct tsbpf_svc
 			if (tsbpf_svc_reserve(&s->key2, &s->alias, now)) {
 				tsbpf_svc_stat(TSBPF_SVC_DROP_CLASH);
 				tsbpf_svc_event(TSBPF_SVC_EV_CLASH, t, ifindex, ent->svc_id, 0xffffffff);
-				return TC_ACT_SHOT;
+				return TSBPF_SVC_DROP(hk);
 			}
 		}
 	}
 	if (bpf_map_update_elem(&tsbpf_ct, &s->key, ent, BPF_ANY)) {
 		tsbpf_svc_stat(TSBPF_SVC_DROP_ERROR);
-		return TC_ACT_SHOT;
+		return TSBPF_SVC_DROP(hk);
 	}
 	tsbpf_svc_stat(TSBPF_SVC_CT_NEW);
 	tsbpf_svc_forward(&s->to, ent, t, hook);
-	return tsbpf_svc_apply(skb, s);
+	return tsbpf_svc_apply(ctx, hk, s);
 }
 
 /*
  * Read the packet an ICMP error quotes into *it (its tuple as it was sent).
  * Offsets out: *ioff the quoted IP header, *il4 its L4 header. 0 on success.
  */
-static __always_inline int tsbpf_svc_quoted(struct __sk_buff *skb, const struct tsbpf_pkt *p, struct tsbpf_tuple *it, __u32 *ioff, __u32 *il4)
+static __always_inline int tsbpf_svc_quoted(void *ctx, const int hk, const struct tsbpf_pkt *p, struct tsbpf_tuple *it, __u32 *ioff, __u32 *il4)
 {
 	__u8 h[40];
 	__u8 l4[8];
@@ -642,7 +791,7 @@ static __always_inline int tsbpf_svc_quoted(struct __sk_buff *skb, const struct 
 		return -1;
 	if (p->present & TSBPF_HAS_IPV4) {
 		__u32 ihl;
-		if (off + 20 > p->len || bpf_skb_load_bytes(skb, off, h, 20))
+		if (off + 20 > p->len || tsbpf_svc_load(ctx, hk, off, h, 20))
 			return -1;
 		ihl = h[0] & 0xf;
 		if ((h[0] >> 4) != 4 || ihl < 5)
@@ -655,7 +804,7 @@ static __always_inline int tsbpf_svc_quoted(struct __sk_buff *skb, const struct 
 		it->dst[0] = tsbpf_be32(h + 16);
 		*il4 = off + ihl * 4;
 	} else {
-		if (off + 40 > p->len || bpf_skb_load_bytes(skb, off, h, 40))
+		if (off + 40 > p->len || tsbpf_svc_load(ctx, hk, off, h, 40))
 			return -1;
 		if ((h[0] >> 4) != 6)
 			return -1;
@@ -669,7 +818,7 @@ static __always_inline int tsbpf_svc_quoted(struct __sk_buff *skb, const struct 
 		*il4 = off + 40;
 	}
 	*ioff = off;
-	if (*il4 > TSBPF_MAX_HDR_OFF || *il4 + 8 > p->len || bpf_skb_load_bytes(skb, *il4, l4, 8))
+	if (*il4 > TSBPF_MAX_HDR_OFF || *il4 + 8 > p->len || tsbpf_svc_load(ctx, hk, *il4, l4, 8))
 		return -1;
 	if (it->proto == TSBPF_IPPROTO_TCP || it->proto == TSBPF_IPPROTO_UDP) {
 		it->sport = tsbpf_be16(l4);
@@ -694,7 +843,7 @@ static __always_inline int tsbpf_svc_quoted(struct __sk_buff *skb, const struct 
 }
 
 /* Rewrite one quoted address word-by-word: the inner L4 checksum (pseudo-header) and the ICMP checksum follow. */
-static __always_inline int tsbpf_svc_quoted_addr(struct __sk_buff *skb, __u32 at, const __u32 *old, const __u32 *new_, int v4, __u16 *ipc,
+static __always_inline int tsbpf_svc_quoted_addr(void *ctx, const int hk, __u32 at, const __u32 *old, const __u32 *new_, int v4, __u16 *ipc,
 						 __u16 *l4c, int pseudo, __u16 *icmpc)
 {
 	__u8 b[16];
@@ -710,10 +859,10 @@ static __always_inline int tsbpf_svc_quoted_addr(struct __sk_buff *skb, __u32 at
 		*icmpc = tsbpf_nat_csum_upd32(*icmpc, old[i], new_[i]);
 		tsbpf_put32(b + 4 * i, new_[i]);
 	}
-	return bpf_skb_store_bytes(skb, at, b, v4 ? 4 : 16, 0);
+	return v4 ? tsbpf_svc_store(ctx, hk, at, b, 4) : tsbpf_svc_store(ctx, hk, at, b, 16);
 }
 
-static __always_inline int tsbpf_svc_quoted_port(struct __sk_buff *skb, __u32 at, __u16 old, __u16 new_, __u16 *l4c, __u16 *icmpc)
+static __always_inline int tsbpf_svc_quoted_port(void *ctx, const int hk, __u32 at, __u16 old, __u16 new_, __u16 *l4c, __u16 *icmpc)
 {
 	__u8 b[2];
 	if (old == new_)
@@ -721,11 +870,11 @@ static __always_inline int tsbpf_svc_quoted_port(struct __sk_buff *skb, __u32 at
 	*l4c = tsbpf_nat_csum_upd16(*l4c, old, new_);
 	*icmpc = tsbpf_nat_csum_upd16(*icmpc, old, new_);
 	tsbpf_put16(b, new_);
-	return bpf_skb_store_bytes(skb, at, b, 2, 0);
+	return tsbpf_svc_store(ctx, hk, at, b, 2);
 }
 
 /* An ICMP error (ingress): translate the quoted packet and the outer addresses of a tracked connection. */
-static __always_inline int tsbpf_svc_icmp_error(struct __sk_buff *skb, struct tsbpf_svc_scratch *s, __u64 now)
+static __always_inline int tsbpf_svc_icmp_error(void *ctx, const int hk, struct tsbpf_svc_scratch *s, __u64 now)
 {
 	struct tsbpf_pkt *p = &s->pkt;
 	struct tsbpf_tuple *it = &s->it, *to = &s->ito;
@@ -734,15 +883,15 @@ static __always_inline int tsbpf_svc_icmp_error(struct __sk_buff *skb, struct ts
 	__u8 cb[2];
 	int v4 = (p->present & TSBPF_HAS_IPV4) != 0;
 
-	if (tsbpf_svc_quoted(skb, p, it, &ioff, &il4)) {
+	if (tsbpf_svc_quoted(ctx, hk, p, it, &ioff, &il4)) {
 		tsbpf_svc_stat(TSBPF_SVC_CT_INVALID);
-		return TC_ACT_OK;
+		return TSBPF_SVC_OK(hk);
 	}
 	tsbpf_ct_key_of(&s->key, it);
 	e = tsbpf_ct_primary(&s->key, now);
 	if (!e) {
 		tsbpf_svc_stat(TSBPF_SVC_CT_INVALID);
-		return TC_ACT_OK;
+		return TSBPF_SVC_OK(hk);
 	}
 	tsbpf_svc_stat(TSBPF_SVC_CT_RELATED);
 	/* From what the quoted packet is to what its sender knows it as. */
@@ -751,19 +900,19 @@ static __always_inline int tsbpf_svc_icmp_error(struct __sk_buff *skb, struct ts
 	} else if (tsbpf_tuple_rev_eq(it, &e->o)) {
 		tsbpf_tuple_reverse(to, &e->x); /* about a reply: the error goes to the server */
 	} else {
-		return TC_ACT_OK;
+		return TSBPF_SVC_OK(hk);
 	}
 	to->icmp = it->icmp;
 	if (tsbpf_tuple_eq(it, to))
-		return TC_ACT_OK;
+		return TSBPF_SVC_OK(hk);
 
 	/* The quoted headers. Checksums: inner IP (v4), inner L4 when quoted, and the ICMP checksum. */
 	__u16 icmpc = p->l4_csum, ipc = 0, l4c = 0;
 	__u32 ipc_at = ioff + 10, l4c_at = 0;
 	int pseudo = 0, keep_zero = 0;
 	if (v4) {
-		if (bpf_skb_load_bytes(skb, ipc_at, cb, 2))
-			return TC_ACT_OK;
+		if (tsbpf_svc_load(ctx, hk, ipc_at, cb, 2))
+			return TSBPF_SVC_OK(hk);
 		ipc = tsbpf_be16(cb);
 	}
 	if (it->proto == TSBPF_IPPROTO_TCP)
@@ -772,7 +921,7 @@ static __always_inline int tsbpf_svc_icmp_error(struct __sk_buff *skb, struct ts
 		l4c_at = il4 + 6, pseudo = 1, keep_zero = 1;
 	else
 		l4c_at = il4 + 2, pseudo = it->family == 6;
-	if (l4c_at + 2 > p->len || bpf_skb_load_bytes(skb, l4c_at, cb, 2)) {
+	if (l4c_at + 2 > p->len || tsbpf_svc_load(ctx, hk, l4c_at, cb, 2)) {
 		l4c_at = 0; /* not quoted: nothing to keep */
 		pseudo = 0;
 	} else {
@@ -783,10 +932,10 @@ static __always_inline int tsbpf_svc_icmp_error(struct __sk_buff *skb, struct ts
 	__u16 ipc0 = ipc, l4c0 = l4c;
 	__u16 *l4cp = &l4c;
 	if (!tsbpf_addr_eq(it->src, to->src) &&
-	    tsbpf_svc_quoted_addr(skb, ioff + (v4 ? 12 : 8), it->src, to->src, v4, &ipc, l4cp, pseudo, &icmpc))
+	    tsbpf_svc_quoted_addr(ctx, hk, ioff + (v4 ? 12 : 8), it->src, to->src, v4, &ipc, l4cp, pseudo, &icmpc))
 		goto fail;
 	if (!tsbpf_addr_eq(it->dst, to->dst) &&
-	    tsbpf_svc_quoted_addr(skb, ioff + (v4 ? 16 : 24), it->dst, to->dst, v4, &ipc, l4cp, pseudo, &icmpc))
+	    tsbpf_svc_quoted_addr(ctx, hk, ioff + (v4 ? 16 : 24), it->dst, to->dst, v4, &ipc, l4cp, pseudo, &icmpc))
 		goto fail;
 	{
 		/* Ports (or the echo id): the L4 checksum covers them whether or not it covers a pseudo-header. */
@@ -795,13 +944,13 @@ static __always_inline int tsbpf_svc_icmp_error(struct __sk_buff *skb, struct ts
 		if (it->icmp) {
 			__u16 oid = it->icmp == TSBPF_CT_ICMP_ECHO_REQ ? it->sport : it->dport;
 			__u16 nid = it->icmp == TSBPF_CT_ICMP_ECHO_REQ ? to->sport : to->dport;
-			if (tsbpf_svc_quoted_port(skb, il4 + 4, oid, nid, pc, &icmpc))
+			if (tsbpf_svc_quoted_port(ctx, hk, il4 + 4, oid, nid, pc, &icmpc))
 				goto fail;
 		} else {
 			if (keep_zero && l4c0 == 0)
 				pc = &dummy;
-			if (tsbpf_svc_quoted_port(skb, il4, it->sport, to->sport, pc, &icmpc) ||
-			    tsbpf_svc_quoted_port(skb, il4 + 2, it->dport, to->dport, pc, &icmpc))
+			if (tsbpf_svc_quoted_port(ctx, hk, il4, it->sport, to->sport, pc, &icmpc) ||
+			    tsbpf_svc_quoted_port(ctx, hk, il4 + 2, it->dport, to->dport, pc, &icmpc))
 				goto fail;
 		}
 	}
@@ -810,17 +959,17 @@ static __always_inline int tsbpf_svc_icmp_error(struct __sk_buff *skb, struct ts
 			l4c = 0xffff;
 		icmpc = tsbpf_nat_csum_upd16(icmpc, l4c0, l4c);
 		tsbpf_put16(cb, l4c);
-		if (bpf_skb_store_bytes(skb, l4c_at, cb, 2, 0))
+		if (tsbpf_svc_store(ctx, hk, l4c_at, cb, 2))
 			goto fail;
 	}
 	if (v4 && ipc != ipc0) {
 		icmpc = tsbpf_nat_csum_upd16(icmpc, ipc0, ipc);
 		tsbpf_put16(cb, ipc);
-		if (bpf_skb_store_bytes(skb, ipc_at, cb, 2, 0))
+		if (tsbpf_svc_store(ctx, hk, ipc_at, cb, 2))
 			goto fail;
 	}
 	tsbpf_put16(cb, icmpc);
-	if (bpf_skb_store_bytes(skb, (__u32)p->l4_off + 2, cb, 2, 0))
+	if (tsbpf_svc_store(ctx, hk, (__u32)p->l4_off + 2, cb, 2))
 		goto fail;
 
 	/* The outer header: the error's sender and receiver as their peers know them. */
@@ -831,18 +980,18 @@ static __always_inline int tsbpf_svc_icmp_error(struct __sk_buff *skb, struct ts
 			__builtin_memcpy(s->to.dst, to->src, 16);
 		if (tsbpf_addr_eq(outer->src, it->dst))
 			__builtin_memcpy(s->to.src, to->dst, 16);
-		if (tsbpf_nat_addr(skb, p, 0, outer->src, s->to.src) || tsbpf_nat_addr(skb, p, 1, outer->dst, s->to.dst))
+		if (tsbpf_svc_nat_addr(ctx, hk, p, 0, outer->src, s->to.src) || tsbpf_svc_nat_addr(ctx, hk, p, 1, outer->dst, s->to.dst))
 			goto fail;
 	}
 	tsbpf_svc_stat(TSBPF_SVC_ICMP_XLATE);
-	return TC_ACT_OK;
+	return TSBPF_SVC_OK(hk);
 fail:
 	tsbpf_svc_stat(TSBPF_SVC_DROP_ERROR);
-	return TC_ACT_SHOT;
+	return TSBPF_SVC_DROP(hk);
 }
 
-/* The whole datapath for one packet at `hook` (TSBPF_HOOK_INGRESS / TSBPF_HOOK_EGRESS). */
-static __always_inline int tsbpf_svc(struct __sk_buff *skb, const __u8 hook)
+/* The whole datapath for one packet at `hook` (TSBPF_HOOK_INGRESS / TSBPF_HOOK_EGRESS) of a tc or XDP (hk) program. */
+static __always_inline int tsbpf_svc_run(void *ctx, const int hk, const __u8 hook)
 {
 	__u32 zero = 0;
 	struct tsbpf_svc_scratch *s = bpf_map_lookup_elem(&tsbpf_svc_scratch, &zero);
@@ -852,17 +1001,17 @@ static __always_inline int tsbpf_svc(struct __sk_buff *skb, const __u8 hook)
 	int r, dir, stage;
 
 	if (!s || !cfg)
-		return TC_ACT_OK;
-	tsbpf_svc_parse(skb, TSBPF_HOOK_TC, &s->pkt);
+		return TSBPF_SVC_OK(hk);
+	tsbpf_svc_parse(ctx, hk, &s->pkt);
 	tsbpf_svc_stat(TSBPF_SVC_PACKETS);
-	r = tsbpf_svc_tuple(skb, &s->pkt, &s->t);
+	r = tsbpf_svc_tuple(ctx, hk, &s->pkt, &s->t);
 	if (r < 0 || (r == 1 && hook != TSBPF_HOOK_INGRESS)) {
 		tsbpf_svc_stat(TSBPF_SVC_UNTRACKED);
-		return TC_ACT_OK;
+		return TSBPF_SVC_OK(hk);
 	}
 	now = bpf_ktime_get_coarse_ns();
 	if (r == 1)
-		return tsbpf_svc_icmp_error(skb, s, now);
+		return tsbpf_svc_icmp_error(ctx, hk, s, now);
 
 	tsbpf_ct_key_of(&s->key, &s->t);
 	e = tsbpf_ct_primary(&s->key, now);
@@ -894,9 +1043,21 @@ static __always_inline int tsbpf_svc(struct __sk_buff *skb, const __u8 hook)
 		    (e->state == TSBPF_CT_TCP_CLOSE || e->state == TSBPF_CT_TCP_TIME_WAIT))
 			e = 0;
 		if (e)
-			return tsbpf_svc_existing(skb, s, cfg, e, dir, stage, hook, now);
+			return tsbpf_svc_existing(ctx, hk, s, cfg, e, dir, stage, hook, now);
 	}
-	return tsbpf_svc_new(skb, s, cfg, hook, now);
+	return tsbpf_svc_new(ctx, hk, s, cfg, hook, now);
+}
+
+/* The tc programs: `hook` is TSBPF_HOOK_INGRESS or TSBPF_HOOK_EGRESS. */
+static __always_inline int tsbpf_svc(struct __sk_buff *skb, const __u8 hook)
+{
+	return tsbpf_svc_run(skb, TSBPF_HOOK_TC, hook);
+}
+
+/* The XDP program: the ingress half of the datapath (services, DNAT rules, replies, ICMP errors). */
+static __always_inline int tsbpf_svc_xdp(struct xdp_md *ctx)
+{
+	return tsbpf_svc_run(ctx, TSBPF_HOOK_XDP, TSBPF_HOOK_INGRESS);
 }
 
 #ifdef TSBPF_SVC_BENCH
