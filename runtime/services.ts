@@ -304,9 +304,14 @@ export class LoadedServices {
 
   /** Add or replace many services with batched map updates (each service still changes atomically). */
   upsertServices(defs: readonly ServiceDef[]): void {
-    const changes: LbChange[] = [];
-    for (const d of defs) changes.push(...this.table.upsert(d));
-    this.applyChanges(changes, true);
+    // In chunks of whole services: fewer change records alive at once (less for the GC to
+    // copy), and each service still has its backends and table written before its entry.
+    const CHUNK = 256;
+    for (let at = 0; at < defs.length; at += CHUNK) {
+      const changes: LbChange[] = [];
+      for (let i = at; i < Math.min(defs.length, at + CHUNK); i++) for (const c of this.table.upsert(defs[i]!)) changes.push(c);
+      this.applyChanges(changes, true);
+    }
   }
 
   deleteService(ref: string | { vip: string; port: number; protocol: 'tcp' | 'udp' }): boolean {
@@ -367,34 +372,55 @@ export class LoadedServices {
       }
       return;
     }
-    // Backends and tables: one key buffer and one value buffer each, straight to BPF_MAP_UPDATE_BATCH.
-    const beSets = changes.filter((c): c is Extract<LbChange, { map: 'backends'; op: 'set' }> => c.map === 'backends' && c.op === 'set');
-    const tabSets = changes.filter((c): c is Extract<LbChange, { map: 'tables'; op: 'set' }> => c.map === 'tables' && c.op === 'set');
-    const beKeys = Buffer.allocUnsafe(4 * beSets.length);
-    const beValues = Buffer.alloc(28 * beSets.length);
-    beSets.forEach((c, i) => {
-      beKeys.writeUInt32LE(c.id >>> 0, 4 * i);
-      encodeBackend(c.value, beValues, 28 * i);
-    });
-    batchUpdate(this.map('tsbpf_lb_backends'), beKeys, beValues, beSets.length);
+    // Phases: backends, tables, services, deletions; each set phase one key buffer and one value
+    // buffer straight to BPF_MAP_UPDATE_BATCH (a service delete flushes the sets before it).
+    let nBe = 0;
+    let nTab = 0;
+    for (const c of changes) {
+      if (c.op !== 'set') continue;
+      if (c.map === 'backends') nBe++;
+      else if (c.map === 'tables') nTab++;
+    }
     const m = this.definition.lb.tableSize;
-    const tabKeys = Buffer.allocUnsafe(4 * tabSets.length);
-    const tabValues = Buffer.allocUnsafe(4 * m * tabSets.length);
-    tabSets.forEach((c, i) => {
-      tabKeys.writeUInt32LE(c.id >>> 0, 4 * i);
-      tableValue(c.value).copy(tabValues, 4 * m * i);
-    });
-    batchUpdate(this.map('tsbpf_lb_tables'), tabKeys, tabValues, tabSets.length);
-    const svcSets: Array<[Buffer, Buffer]> = [];
+    const beKeys = Buffer.allocUnsafe(4 * nBe);
+    const beValues = Buffer.alloc(28 * nBe);
+    const tabKeys = Buffer.allocUnsafe(4 * nTab);
+    const tabValues = Buffer.allocUnsafe(4 * m * nTab);
+    let i = 0;
+    let j = 0;
+    for (const c of changes) {
+      if (c.op !== 'set') continue;
+      if (c.map === 'backends') {
+        beKeys.writeUInt32LE(c.id >>> 0, 4 * i);
+        encodeBackend(c.value, beValues, 28 * i++);
+      } else if (c.map === 'tables') {
+        tabKeys.writeUInt32LE(c.id >>> 0, 4 * j);
+        tableValue(c.value).copy(tabValues, 4 * m * j++);
+      }
+    }
+    batchUpdate(this.map('tsbpf_lb_backends'), beKeys, beValues, nBe);
+    batchUpdate(this.map('tsbpf_lb_tables'), tabKeys, tabValues, nTab);
+    const svcMap = this.map('tsbpf_lb_services');
+    let run: Array<Extract<LbChange, { map: 'services'; op: 'set' }>> = [];
+    const flush = () => {
+      const keys = Buffer.alloc(20 * run.length);
+      const values = Buffer.alloc(16 * run.length);
+      run.forEach((c, k) => {
+        encodeLbKey(c.key, keys, 20 * k);
+        encodeService(c.value, values, 16 * k);
+      });
+      batchUpdate(svcMap, keys, values, run.length);
+      run = [];
+    };
     for (const c of changes) {
       if (c.map !== 'services') continue;
-      if (c.op === 'set') svcSets.push([encodeLbKey(c.key), encodeService(c.value)]);
+      if (c.op === 'set') run.push(c);
       else {
-        svc.updateBatch(svcSets.splice(0));
+        flush();
         svc.delete(encodeLbKey(c.key));
       }
     }
-    svc.updateBatch(svcSets);
+    flush();
     for (const c of changes) {
       if (c.op !== 'delete' || c.map === 'services') continue;
       (c.map === 'tables' ? tab : be).delete(encodeU32(c.id));

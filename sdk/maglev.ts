@@ -187,18 +187,19 @@ function equalQuotas(n: number, m: number): number[] {
 
 // A backend's Maglev permutation (offset, skip) depends only on its name and M: keep the
 // recent ones (services share backends, and a change recomputes the backends it keeps).
-const PERMUTATIONS = new Map<string, Int32Array>();
+const PERMUTATIONS = new Map<number, Map<string, Int32Array>>();
 const PERMUTATIONS_MAX = 1 << 17;
 
 function permutation(name: string, m: number): Int32Array {
-  const key = `${m}|${name}`;
-  let p = PERMUTATIONS.get(key);
+  let byName = PERMUTATIONS.get(m);
+  if (byName === undefined) PERMUTATIONS.set(m, (byName = new Map()));
+  let p = byName.get(name);
   if (p === undefined) {
-    if (PERMUTATIONS.size >= PERMUTATIONS_MAX) PERMUTATIONS.clear();
+    if (byName.size >= PERMUTATIONS_MAX) byName.clear();
     p = new Int32Array(2);
     p[0] = nameHash(name, 0x5bd1e995) % m;
     p[1] = (nameHash(name, 0x1b873593) % (m - 1)) + 1;
-    PERMUTATIONS.set(key, p);
+    byName.set(name, p);
   }
   return p;
 }

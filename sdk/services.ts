@@ -219,18 +219,30 @@ export function checkService(d: ServiceDef): ParsedService {
   if (!Number.isInteger(d.affinityTimeout) || d.affinityTimeout < 0 || d.affinityTimeout > 86400 * 365) {
     throw new TsbpfError('INVALID_ARGUMENT', `affinity timeout must be whole seconds (got ${String(d.affinityTimeout)})`);
   }
-  const seen = new Set<string>();
-  const backends: Words[] = [];
-  const names: string[] = [];
-  for (const b of d.backends) {
-    if (addrFamily(b.addr) !== fam) throw new TsbpfError('INVALID_ARGUMENT', `backend '${b.addr}' is not an IPv${fam} address like the VIP`);
+  // Services are checked on every change, 10,000 at a time when a cluster is programmed: parse
+  // each address once, and look for duplicates by comparing (a Set only for long lists).
+  const n = d.backends.length;
+  const seen = n > 32 ? new Set<string>() : undefined;
+  const backends: Words[] = new Array<Words>(n);
+  const names: string[] = new Array<string>(n);
+  for (let i = 0; i < n; i++) {
+    const b = d.backends[i]!;
+    const v4 = ipv4Number(b.addr);
+    const bf = v4 !== undefined ? 4 : addrFamily(b.addr);
+    if (bf !== fam) throw new TsbpfError('INVALID_ARGUMENT', `backend '${b.addr}' is not an IPv${fam} address like the VIP`);
     checkPort(b.port, `backend ${b.addr} port`);
     if (!Number.isInteger(b.weight) || b.weight < 0 || b.weight > 65535) throw new TsbpfError('INVALID_ARGUMENT', `backend ${b.addr}:${b.port} weight must be 0-65535`);
     const k = `${b.addr}|${b.port}`;
-    if (seen.has(k)) throw new TsbpfError('INVALID_ARGUMENT', `backend ${b.addr}:${b.port} is listed twice`);
-    seen.add(k);
-    names.push(k);
-    backends.push(addrWords(b.addr));
+    let dup = false;
+    if (seen) {
+      dup = seen.has(k);
+      seen.add(k);
+    } else {
+      for (let j = 0; j < i && !dup; j++) dup = names[j] === k;
+    }
+    if (dup) throw new TsbpfError('INVALID_ARGUMENT', `backend ${b.addr}:${b.port} is listed twice`);
+    names[i] = k;
+    backends[i] = v4 !== undefined ? [v4, 0, 0, 0] : addrWords(b.addr);
   }
   return { family: fam, vip: addrWords(d.vip), backends, names };
 }
@@ -366,6 +378,15 @@ function slotIds(idx: Int32Array, idOf: Uint32Array): Uint32Array {
   return ids;
 }
 
+/** A service's table by backend name (slot -> index into names, -1 empty), from its backend ids. */
+function namedSlots(st: ServiceState): NamedTable {
+  const at = new Map<number, number>();
+  st.usable.ids.forEach((id, j) => at.set(id, j));
+  const table = new Int32Array(st.tableIds.length);
+  for (let i = 0; i < table.length; i++) table[i] = at.get(st.tableIds[i]!) ?? -1;
+  return { table, names: st.usable.names };
+}
+
 interface ServiceState {
   def: ServiceDef;
   id: number;
@@ -373,8 +394,8 @@ interface ServiceState {
   /** 'addr|port' -> backend id */
   backendIds: Map<string, number>;
   tableIds: Uint32Array;
-  /** The table by backend name: where the next Maglev update starts from. */
-  slots: NamedTable;
+  /** The backends in the table, by name and id (the table by name, where the next Maglev update starts from, follows from tableIds). */
+  usable: { names: string[]; ids: number[] };
   /** What the service map holds for it. */
   record: ServiceRecord;
 }
@@ -459,7 +480,7 @@ export class ServiceTable {
     }
     // The table: ready backends with a weight, by stable name ('addr|port').
     const entries = usableNames.map((name, i) => ({ name, weight: usableWeights[i]! }));
-    const idx = def.mode === 'maglev' ? maglevTable(entries, this.options.tableSize, old?.slots) : weightedTable(entries, this.options.tableSize);
+    const idx = def.mode === 'maglev' ? maglevTable(entries, this.options.tableSize, old ? namedSlots(old) : undefined) : weightedTable(entries, this.options.tableSize);
     const ids = slotIds(idx, Uint32Array.from(usableIds));
     let table = old?.table ?? 0;
     const tableChanged = !old || !sameIds(old.tableIds, ids);
@@ -474,7 +495,7 @@ export class ServiceTable {
 
     // Apply to the model in the same order.
     this.apply(changes);
-    this.byKey.set(kid, { def: cloneService(def), id, table, backendIds, tableIds: ids, slots: { table: idx, names: usableNames }, record: value });
+    this.byKey.set(kid, { def: cloneService(def), id, table, backendIds, tableIds: ids, usable: { names: usableNames, ids: usableIds }, record: value });
     this.byName.set(def.name, kid);
     return changes;
   }
