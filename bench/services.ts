@@ -6,7 +6,8 @@
  * address . protocol . port, per-service chains with `numgen random`), on
  * the same router, at 10 to 10,000 services of 10 backends each.
  *
- *   node dist/bench/services.js [--quick] [--n 10,1000,10000] [--seconds S] [--repeats R] [--parallel P] [--contenders tsbpf,iptables,nftables] [--out DIR]
+ *   node dist/bench/services.js [--quick] [--n 10,1000,10000] [--seconds S] [--repeats R] [--parallel P]
+ *     [--syn-seconds S] [--syn-rounds R] [--contenders tsbpf,iptables,nftables] [--out DIR]
  *
  * Per contender and N: the time to program every service, the time to
  * change one backend, new connections per second through the VIP of the
@@ -31,6 +32,8 @@ import { median, type BenchConfig, type ResultRow } from './report.js';
 import { createBenchTopology, destroyAllTopologies, IPERF_PORT, type BenchTopology } from './topology.js';
 
 export const BACKENDS = 10;
+/** The kernel's conntrack table size on the test VM (net.netfilter.nf_conntrack_max), read at start. */
+let NF_CONNTRACK_MAX = 262144;
 const SVC_PORT = 80;
 const BACKEND_PORT = 8080;
 
@@ -66,7 +69,7 @@ export interface ServicesReport {
   startedAt: string;
   finishedAt: string;
   host: Record<string, string | number>;
-  config: { ns: number[]; seconds: number; repeats: number; contenders: string[]; parallel?: number; synSeconds?: number };
+  config: { ns: number[]; seconds: number; repeats: number; contenders: string[]; parallel?: number; synSeconds?: number; synRounds?: number };
   results: ServicesRow[];
 }
 
@@ -116,7 +119,9 @@ function tsbpfDefs(ctx: Ctx, n: number): ServiceDef[] {
 const tsbpf: Contender = {
   name: 'tsbpf',
   async program(ctx, n) {
-    const def = services('bsvc', { maxServices: Math.max(1024, 2 * n + 8), maxBackends: Math.max(16384, BACKENDS * n + 64), conntrack: { maxEntries: 262144 } });
+    // Conntrack sized for as many connections as the kernel's (nf_conntrack_max, one entry per
+    // connection): a DNAT'd connection takes two entries here (its key and its backend-side alias).
+    const def = services('bsvc', { maxServices: Math.max(1024, 2 * n + 8), maxBackends: Math.max(16384, BACKENDS * n + 64), conntrack: { maxEntries: 2 * NF_CONNTRACK_MAX } });
     const lb = loadServices(def, { benchHarness: true });
     ctx.trivial = load(compileC(TRIVIAL_C), { name: 'btrivial' });
     ctx.topo.onDestroy(() => ctx.trivial?.close());
@@ -366,7 +371,7 @@ async function synSink(ctx: Ctx): Promise<{ count(): Promise<number> }> {
 async function synRate(ctx: Ctx, sink: { count(): Promise<number> }, dst: string, port: number, seconds: number, round: number): Promise<number> {
   const src = synSources(ctx);
   const parts = 2;
-  const stripes = 8; // disjoint port stripes: a later round never repeats an earlier round's tuples
+  const stripes = 16; // disjoint port stripes: up to 8 rounds to one destination never repeat a tuple
   const before = await sink.count();
   const t0 = process.hrtime.bigint();
   const rs = await Promise.all(
@@ -395,71 +400,111 @@ async function throughput(ctx: Ctx, seconds: number): Promise<number> {
 // ---------------------------------------------------------------------------
 // The run
 
-export async function runServicesBench(config: { ns: number[]; seconds: number; repeats: number; contenders: string[]; parallel?: number; synSeconds: number }, log: (s: string) => void): Promise<ServicesReport> {
+export async function runServicesBench(config: { ns: number[]; seconds: number; repeats: number; contenders: string[]; parallel?: number; synSeconds: number; synRounds: number }, log: (s: string) => void): Promise<ServicesReport> {
   const startedAt = new Date().toISOString();
   const results: ServicesRow[] = [];
+  try {
+    NF_CONNTRACK_MAX = Number(readFileSync('/proc/sys/net/netfilter/nf_conntrack_max', 'utf8').trim()) || NF_CONNTRACK_MAX;
+  } catch {
+    /* no conntrack module loaded yet: keep the default */
+  }
   const tool = await connrateTool();
   if (!tool) log('[services] no C compiler: connection rates with the Node client (slower; it may set the rate)');
   for (const n of config.ns) {
-    for (const c of CONTENDERS.filter((x) => config.contenders.includes(x.name))) {
-      const row: ServicesRow = { contender: c.name, n, programMs: null, changeMs: null, connPerSecond: null, tcpBitsPerSecond: null, errors: [] };
-      results.push(row);
-      const say = (s: string) => log(`[services] ${c.name} n=${n}: ${s}`);
-      let topo: BenchTopology | undefined;
-      try {
-        topo = await createBenchTopology(`tbs${c.name.slice(0, 2)}`);
-        const octets = topo.server.ipv4.split('.');
-        const backends = Array.from({ length: BACKENDS }, (_, j) => `${octets[0]}.${octets[1]}.${octets[2]}.${10 + j}`);
-        for (const b of backends) await runOk('backend address', 'ip', ['-n', topo.server.ns, 'addr', 'add', `${b}/24`, 'dev', topo.server.ifname]);
-        await runOk('tw reuse', 'sysctl', ['-q', '-w', 'net.ipv4.tcp_tw_reuse=1'], { netns: topo.client.ns });
-        const hello = tool ? startDaemon(tool, ['server', String(BACKEND_PORT)], { netns: topo.server.ns }) : startDaemon(process.execPath, ['-e', HELLO_SERVER, String(BACKEND_PORT)], { netns: topo.server.ns });
-        topo.onDestroy(() => hello.stop());
-        await hello.ready(/ready/);
-        const ctx: Ctx = { topo, tool, parallel: config.parallel ?? 256, backends, vip: (i) => `10.${96 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`, tputVip: '10.99.255.254' };
-        // The router alone (nothing programmed): SYNs of new tuples forwarded to the server's own address.
-        const sink = tool && config.synSeconds > 0 ? await synSink(ctx) : undefined;
-        let round = 0;
-        if (sink) {
-          const fwd: number[] = [];
-          for (let k = 0; k < config.repeats; k++) fwd.push(await synRate(ctx, sink, topo.server.ipv4, BACKEND_PORT, config.synSeconds, round++));
-          row.forwardPerSecond = Math.max(...fwd);
-          say(`${row.forwardPerSecond.toFixed(0)} SYNs/s forwarded without NAT (runs: ${fwd.map((r) => r.toFixed(0)).join(', ')})`);
+    // Contenders stay set up until every one has been measured: the new-connection rates are
+    // taken in interleaved rounds (A, B, C, A, B, C, ...), so a stretch of machine noise hits all.
+    const live: Array<{ c: Contender; row: ServicesRow; ctx: Ctx; sink: { count(): Promise<number> }; round: number; say: (s: string) => void }> = [];
+    try {
+      for (const c of CONTENDERS.filter((x) => config.contenders.includes(x.name))) {
+        const row: ServicesRow = { contender: c.name, n, programMs: null, changeMs: null, connPerSecond: null, tcpBitsPerSecond: null, errors: [] };
+        results.push(row);
+        const say = (s: string) => log(`[services] ${c.name} n=${n}: ${s}`);
+        let topo: BenchTopology | undefined;
+        let kept = false;
+        try {
+          topo = await createBenchTopology(`tbs${c.name.slice(0, 2)}`);
+          const octets = topo.server.ipv4.split('.');
+          const backends = Array.from({ length: BACKENDS }, (_, j) => `${octets[0]}.${octets[1]}.${octets[2]}.${10 + j}`);
+          for (const b of backends) await runOk('backend address', 'ip', ['-n', topo.server.ns, 'addr', 'add', `${b}/24`, 'dev', topo.server.ifname]);
+          await runOk('tw reuse', 'sysctl', ['-q', '-w', 'net.ipv4.tcp_tw_reuse=1'], { netns: topo.client.ns });
+          const hello = tool ? startDaemon(tool, ['server', String(BACKEND_PORT)], { netns: topo.server.ns }) : startDaemon(process.execPath, ['-e', HELLO_SERVER, String(BACKEND_PORT)], { netns: topo.server.ns });
+          topo.onDestroy(() => hello.stop());
+          await hello.ready(/ready/);
+          const ctx: Ctx = { topo, tool, parallel: config.parallel ?? 256, backends, vip: (i) => `10.${96 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`, tputVip: '10.99.255.254' };
+          // The router alone (nothing programmed): SYNs of new tuples forwarded to the server's own address.
+          const sink = tool && config.synSeconds > 0 ? await synSink(ctx) : undefined;
+          let round = 0;
+          if (sink) {
+            // (rounds to the server's address: stripes 0..repeats-1)
+            const fwd: number[] = [];
+            for (let k = 0; k < config.repeats; k++) fwd.push(await synRate(ctx, sink, topo.server.ipv4, BACKEND_PORT, config.synSeconds, round++));
+            row.forwardPerSecond = Math.max(...fwd);
+            say(`${row.forwardPerSecond.toFixed(0)} SYNs/s forwarded without NAT (runs: ${fwd.map((r) => r.toFixed(0)).join(', ')})`);
+          }
+          const p = await c.program(ctx, n);
+          row.programMs = p.ms;
+          if (p.cpuMs !== undefined) row.programCpuMs = p.cpuMs;
+          say(`programmed in ${p.ms.toFixed(0)} ms${p.cpuMs !== undefined ? ` (${p.cpuMs.toFixed(0)} ms CPU)` : ''}`);
+          const changes: number[] = [];
+          for (let k = 0; k < 5; k++) changes.push(await c.change(ctx, Math.floor(((k + 1) * n) / 6)));
+          row.changeMs = median(changes);
+          if (c.perPacket) row.perPacket = c.perPacket(ctx, n);
+          // Best of `repeats` runs: on a shared machine a run that lost its CPU says nothing about the datapath.
+          const rates: number[] = [];
+          for (let k = 0; k < config.repeats; k++) {
+            const rate = await connRate(ctx, ctx.vip(n - 1), config.seconds);
+            rates.push(rate.perSecond);
+            if (rate.failed) row.errors.push(`connections: ${rate.failed} failed`);
+          }
+          row.connPerSecond = Math.max(...rates);
+          say(`${row.connPerSecond.toFixed(0)} connections/s (runs: ${rates.map((r) => r.toFixed(0)).join(', ')})`);
+          const bps: number[] = [];
+          for (let k = 0; k < config.repeats; k++) bps.push(await throughput(ctx, config.seconds));
+          row.tcpBitsPerSecond = Math.max(...bps);
+          say(`${(row.tcpBitsPerSecond / 1e9).toFixed(2)} Gbit/s`);
+          if (sink) {
+            // The VIP rounds send to another destination: their tuples are new whatever stripes they use.
+            live.push({ c, row, ctx, sink, round: 0, say });
+            kept = true;
+          } else {
+            await c.teardown(ctx);
+          }
+        } catch (e) {
+          row.errors.push(e instanceof Error ? e.message : String(e));
+          say(`FAILED: ${row.errors.at(-1)}`);
+        } finally {
+          if (!kept) await topo?.close();
         }
-        const p = await c.program(ctx, n);
-        row.programMs = p.ms;
-        if (p.cpuMs !== undefined) row.programCpuMs = p.cpuMs;
-        say(`programmed in ${p.ms.toFixed(0)} ms`);
-        const changes: number[] = [];
-        for (let k = 0; k < 5; k++) changes.push(await c.change(ctx, Math.floor(((k + 1) * n) / 6)));
-        row.changeMs = median(changes);
-        if (c.perPacket) row.perPacket = c.perPacket(ctx, n);
-        // Best of `repeats` runs: on a shared machine a run that lost its CPU says nothing about the datapath.
-        const rates: number[] = [];
-        for (let k = 0; k < config.repeats; k++) {
-          const rate = await connRate(ctx, ctx.vip(n - 1), config.seconds);
-          rates.push(rate.perSecond);
-          if (rate.failed) row.errors.push(`connections: ${rate.failed} failed`);
+      }
+      // New connections through the last VIP: every SYN a tuple the datapath has not seen.
+      const syn = new Map<ServicesRow, number[]>();
+      for (let k = 0; k < config.synRounds; k++) {
+        for (const l of live) {
+          if (l.row.errors.length) continue;
+          try {
+            const r = await synRate(l.ctx, l.sink, l.ctx.vip(n - 1), SVC_PORT, config.synSeconds, l.round++);
+            syn.set(l.row, [...(syn.get(l.row) ?? []), r]);
+          } catch (e) {
+            l.row.errors.push(e instanceof Error ? e.message : String(e));
+            l.say(`FAILED: ${l.row.errors.at(-1)}`);
+          }
         }
-        row.connPerSecond = Math.max(...rates);
-        say(`${row.connPerSecond.toFixed(0)} connections/s (runs: ${rates.map((r) => r.toFixed(0)).join(', ')})`);
-        const bps: number[] = [];
-        for (let k = 0; k < config.repeats; k++) bps.push(await throughput(ctx, config.seconds));
-        row.tcpBitsPerSecond = Math.max(...bps);
-        say(`${(row.tcpBitsPerSecond / 1e9).toFixed(2)} Gbit/s`);
-        if (sink) {
-          // New connections through the last VIP: every SYN a tuple the datapath has not seen.
-          const syn: number[] = [];
-          for (let k = 0; k < config.repeats; k++) syn.push(await synRate(ctx, sink, ctx.vip(n - 1), SVC_PORT, config.synSeconds, round++));
-          row.newConnPerSecond = Math.max(...syn);
-          if (row.forwardPerSecond) row.newConnCostNs = Math.max(0, 1e9 / row.newConnPerSecond - 1e9 / row.forwardPerSecond);
-          say(`${row.newConnPerSecond.toFixed(0)} new connections/s through the VIP (SYNs; runs: ${syn.map((r) => r.toFixed(0)).join(', ')}), ${row.newConnCostNs?.toFixed(0) ?? '-'} ns each at the router`);
+      }
+      for (const l of live) {
+        const runs = syn.get(l.row);
+        if (!runs?.length) continue;
+        l.row.newConnPerSecond = Math.max(...runs);
+        if (l.row.forwardPerSecond) l.row.newConnCostNs = Math.max(0, 1e9 / l.row.newConnPerSecond - 1e9 / l.row.forwardPerSecond);
+        l.say(`${l.row.newConnPerSecond.toFixed(0)} new connections/s through the VIP (SYNs; runs: ${runs.map((r) => r.toFixed(0)).join(', ')})`);
+      }
+    } finally {
+      for (const l of live) {
+        try {
+          await l.c.teardown(l.ctx);
+        } catch {
+          /* the namespaces go anyway */
         }
-        await c.teardown(ctx);
-      } catch (e) {
-        row.errors.push(e instanceof Error ? e.message : String(e));
-        say(`FAILED: ${row.errors.at(-1)}`);
-      } finally {
-        await topo?.close();
+        await l.ctx.topo.close();
       }
     }
   }
@@ -529,6 +574,7 @@ async function main(): Promise<number> {
   const repeats = Number(opt('--repeats') ?? (quick ? 2 : 3));
   const parallel = Number(opt('--parallel') ?? 256);
   const synSeconds = Number(opt('--syn-seconds') ?? 1);
+  const synRounds = Number(opt('--syn-rounds') ?? (quick ? 3 : 5));
   const contenders = (opt('--contenders') ?? 'tsbpf,iptables,nftables').split(',');
   const out = opt('--out') ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'results');
   const cleanup = () => {
@@ -540,7 +586,7 @@ async function main(): Promise<number> {
     process.exit(130);
   });
   try {
-    const report = await runServicesBench({ ns, seconds, repeats, contenders, parallel, synSeconds }, (s) => process.stderr.write(`${s}\n`));
+    const report = await runServicesBench({ ns, seconds, repeats, contenders, parallel, synSeconds, synRounds }, (s) => process.stderr.write(`${s}\n`));
     const files = writeServicesResults(report, out);
     process.stdout.write(formatServicesTable(report));
     process.stderr.write(`wrote ${files.join(', ')}\n`);

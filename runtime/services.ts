@@ -242,7 +242,7 @@ export class LoadedServices {
     const out: Attachment[] = [];
     try {
       for (const hook of hooks) {
-        const program = this.compiled.programs.find((p) => p.hook === hook)!.name;
+        const program = this.compiled.programs.find((p) => p.hook === hook && p.kind !== 'bench')!.name;
         out.push(
           this.object.attach({
             program,
