@@ -103,6 +103,7 @@ interface Ctx {
 const TRIVIAL_C = `#include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 SEC("tc") int bench_trivial(struct __sk_buff *skb) { return 0; }
+SEC("xdp") int bench_trivial_xdp(struct xdp_md *ctx) { return XDP_PASS; }
 char LICENSE[] SEC("license") = "GPL";
 `;
 
@@ -179,6 +180,30 @@ const tsbpf: Contender = {
     let sport = 20000;
     const news = Array.from({ length: 2000 }, () => lb.testRun('tc-ingress', tcp(client, vip, sport++, SVC_PORT, 'S')).durationNs);
     lb.ctDelete({ src: client });
+    // The XDP variant, same services, same packets (its own maps); its loop cost is a trivial XDP program's.
+    const x = loadServices(lb.definition, { benchHarness: true, hook: 'xdp' });
+    let xdp: { established: number; establishedReply: number } | undefined;
+    try {
+      x.upsertServices(ctx.defs!);
+      x.testRun('xdp', tcp(client, vip, 40000, SVC_PORT, 'S'));
+      const xb = x.conntrack({ src: client, sport: 40000 })[0]?.translated.dst ?? backend;
+      x.testRun('xdp', tcp(xb, client, BACKEND_PORT, 40000, 'SA'));
+      x.testRun('xdp', tcp(client, vip, 40000, SVC_PORT, 'A'));
+      const xprog = (suffix: string) => x.compiled.programs.find((p) => p.kind === 'bench' && p.name.endsWith(suffix))!.name;
+      const xframes = x.map('tsbpf_svc_bench').raw;
+      const xh = (frame: Buffer) => {
+        const saved = Buffer.alloc(64);
+        frame.copy(saved, 0, 0, 64);
+        xframes.set(Buffer.alloc(4), saved);
+        const full = med5(() => x.object.testRun(xprog('_bench'), { data: Buffer.from(frame), repeat: R }).durationNs);
+        const alone = med5(() => x.object.testRun(xprog('_bench0'), { data: Buffer.from(frame), repeat: R }).durationNs);
+        return full - alone;
+      };
+      const xloop = med5(() => ctx.trivial!.testRun('bench_trivial_xdp', { data: tcp(client, vip, 40000, SVC_PORT, 'A'), repeat: R }).durationNs);
+      xdp = { established: xh(tcp(client, vip, 40000, SVC_PORT, 'A')) + xloop, establishedReply: xh(tcp(xb, client, BACKEND_PORT, 40000, 'A')) + xloop };
+    } finally {
+      x.close();
+    }
     return {
       established: fwd + loop,
       establishedReply: reply + loop,
@@ -186,6 +211,8 @@ const tsbpf: Contender = {
       establishedNet: fwd,
       testRunLoop: loop,
       newSingle: median(news),
+      xdpEstablished: xdp.established,
+      xdpEstablishedReply: xdp.establishedReply,
     };
   },
   async teardown(ctx) {
