@@ -225,6 +225,8 @@ export function checkService(d: ServiceDef): ParsedService {
   const seen = n > 32 ? new Set<string>() : undefined;
   const backends: Words[] = new Array<Words>(n);
   const names: string[] = new Array<string>(n);
+  // IPv4 address and port as one number: cheaper to compare than the names.
+  const ends = new Float64Array(n);
   for (let i = 0; i < n; i++) {
     const b = d.backends[i]!;
     const v4 = ipv4Number(b.addr);
@@ -237,8 +239,12 @@ export function checkService(d: ServiceDef): ParsedService {
     if (seen) {
       dup = seen.has(k);
       seen.add(k);
+    } else if (v4 !== undefined) {
+      ends[i] = v4 * 65536 + b.port;
+      for (let j = 0; j < i && !dup; j++) dup = ends[j] === ends[i];
     } else {
-      for (let j = 0; j < i && !dup; j++) dup = names[j] === k;
+      ends[i] = -1;
+      for (let j = 0; j < i && !dup; j++) dup = ends[j] < 0 && names[j] === k;
     }
     if (dup) throw new TsbpfError('INVALID_ARGUMENT', `backend ${b.addr}:${b.port} is listed twice`);
     names[i] = k;
@@ -416,8 +422,10 @@ export interface ServiceInfo {
 export class ServiceTable {
   private readonly byKey = new Map<string, ServiceState>();
   private readonly byName = new Map<string, string>();
-  private readonly backendMap = new Map<number, BackendRecord>();
-  private readonly tableMap = new Map<number, Uint32Array>();
+  // By id (ids are small consecutive integers): arrays, cheaper than Maps at 100,000 backends.
+  private readonly backendById: Array<BackendRecord | undefined> = [];
+  private backendCount = 0;
+  private readonly tableById: Array<Uint32Array | undefined> = [];
   private nextService = 1;
   private nextBackend = 1;
   private nextTable = 1;
@@ -450,11 +458,11 @@ export class ServiceTable {
     }
     const n = def.backends.length;
     const names = parsed.names;
-    if (this.backendMap.size + n > this.options.maxBackends) {
+    if (this.backendCount + n > this.options.maxBackends) {
       // Only then count precisely: backends the service keeps do not add to the total.
       const fresh = names.filter((k) => !old?.backendIds.has(k)).length;
       const dropped = old ? [...old.backendIds.keys()].filter((k) => !names.includes(k)).length : 0;
-      if (this.backendMap.size + fresh - dropped > this.options.maxBackends) {
+      if (this.backendCount + fresh - dropped > this.options.maxBackends) {
         throw new TsbpfError('INVALID_ARGUMENT', `service '${def.name}': the program holds at most ${this.options.maxBackends} backends`, { hint: 'raise maxBackends in services()' });
       }
     }
@@ -470,7 +478,7 @@ export class ServiceTable {
       const bid = old?.backendIds.get(bk) ?? this.nextBackend++;
       backendIds.set(bk, bid);
       const rec: BackendRecord = { addr: parsed.backends[i]!, port: b.port, family: parsed.family, flags: b.ready ? LBB_READY : 0, svc_id: id, weight: b.weight };
-      const prev = old ? this.backendMap.get(bid) : undefined;
+      const prev = old ? this.backendById[bid] : undefined;
       if (!prev || !sameBackend(prev, rec)) changes.push({ map: 'backends', op: 'set', id: bid, value: rec });
       if (b.ready && b.weight > 0) {
         usableNames.push(bk);
@@ -536,18 +544,18 @@ export class ServiceTable {
   }
 
   backend(id: number): BackendRecord | undefined {
-    return this.backendMap.get(id);
+    return this.backendById[id];
   }
 
   table(id: number): Uint32Array | undefined {
-    return this.tableMap.get(id);
+    return this.tableById[id];
   }
 
   /** Every map entry, for writing a fresh program's maps (tables and backends first). */
   snapshot(): LbChange[] {
     const out: LbChange[] = [];
-    for (const [id, value] of this.backendMap) out.push({ map: 'backends', op: 'set', id, value });
-    for (const [id, value] of this.tableMap) out.push({ map: 'tables', op: 'set', id, value });
+    this.backendById.forEach((value, id) => value && out.push({ map: 'backends', op: 'set', id, value }));
+    this.tableById.forEach((value, id) => value && out.push({ map: 'tables', op: 'set', id, value }));
     for (const st of this.byKey.values()) out.push({ map: 'services', op: 'set', key: lbKeyOf(st.def), value: st.record });
     return out;
   }
@@ -555,11 +563,16 @@ export class ServiceTable {
   private apply(changes: readonly LbChange[]): void {
     for (const c of changes) {
       if (c.map === 'backends') {
-        if (c.op === 'set') this.backendMap.set(c.id, c.value);
-        else this.backendMap.delete(c.id);
+        const had = this.backendById[c.id] !== undefined;
+        if (c.op === 'set') {
+          this.backendById[c.id] = c.value;
+          if (!had) this.backendCount++;
+        } else if (had) {
+          this.backendById[c.id] = undefined;
+          this.backendCount--;
+        }
       } else if (c.map === 'tables') {
-        if (c.op === 'set') this.tableMap.set(c.id, c.value);
-        else this.tableMap.delete(c.id);
+        this.tableById[c.id] = c.op === 'set' ? c.value : undefined;
       }
     }
   }
