@@ -297,7 +297,10 @@ static __always_inline int tsbpf_svc_rewrite(void *ctx, const int hk, const stru
  * TCP or UDP, headers in the linear area) is read straight from the packet
  * into the fields the datapath uses; anything else goes through the full
  * parser (tsbpf_parse), which gives the same values for those fields. The
- * other fields of *p are left as they were: nothing here reads them.
+ * other fields of *p are left as they were (the scratch is per CPU: a
+ * previous packet's): the datapath reads only present, len, l3_off, l4_off,
+ * proto, the addresses, ip4_csum, ports, tcp_flags, l4_csum and icmp_type.
+ * Code that needs more of the packet must add it here or call tsbpf_parse.
  */
 static __always_inline void tsbpf_svc_parse(void *ctx, const int hook, struct tsbpf_pkt *p)
 {
