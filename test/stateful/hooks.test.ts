@@ -104,10 +104,7 @@ if (requireKernel('stateful: services program at XDP and with the continue verdi
         }
         await traffic(lb, `XDP ${mode}`);
         const conns = lb.conntrack({ dport: 80 });
-        assert.ok(
-          conns.some((c) => c.flags.includes('dnat') && c.state === 'tcp-time-wait') || conns.some((c) => c.flags.includes('dnat')),
-          'conntrack holds the DNAT connections',
-        );
+        assert.ok(conns.filter((c) => c.flags.includes('dnat')).length >= 48, `conntrack holds the DNAT connections (${conns.length})`);
       } finally {
         lb.close();
       }
