@@ -11,9 +11,11 @@
  *
  * Per contender and N: the time to program every service, the time to
  * change one backend, new connections per second through the VIP of the
- * last service (the worst case for a linear chain), TCP throughput through a
- * VIP; for tsbpf also the per-packet cost by test run. Results go to
- * <out>/services-<time>.json, services-latest.json and SVG charts.
+ * last service (the worst case for a linear chain) as raw SYNs of new tuples
+ * (in rounds interleaved across contenders) and as whole connections, TCP
+ * throughput through a VIP; for tsbpf also the per-packet cost by test run
+ * (tc and XDP). Results go to <out>/services-<time>.json,
+ * services-latest.json and SVG charts. docs/benchmarks.md has the method.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
