@@ -625,7 +625,8 @@ static __always_inline int tsbpf_svc_existing(void *ctx, const int hk, struct ts
 		__u32 rule = 0;
 		struct tsbpf_tuple *x = &s->ito;
 		__builtin_memcpy(x, &e->x, sizeof(*x));
-		int r = tsbpf_svc_snat(s, cfg, x, &s->key, tsbpf_svc_ifindex(ctx, hk), tsbpf_flow_hash(&e->o, cfg->seed), now, &rule);
+		/* No NAT rules (the common service-only program): nothing to match, no hash to compute. */
+		int r = cfg->nat_rules ? tsbpf_svc_snat(s, cfg, x, &s->key, tsbpf_svc_ifindex(ctx, hk), tsbpf_flow_hash(&e->o, cfg->seed), now, &rule) : 0;
 		if (r < 0) {
 			tsbpf_svc_stat(TSBPF_SVC_DROP_NAT_EXHAUSTED);
 			tsbpf_svc_event(TSBPF_SVC_EV_NAT_EXHAUSTED, t, tsbpf_svc_ifindex(ctx, hk), e->svc_id, rule);
