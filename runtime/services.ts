@@ -37,7 +37,7 @@ import { encode, u32 } from '../sdk/layout.js';
 import { natRuleRecord } from '../sdk/nat.js';
 import { lbKeyOf, serviceDef, serviceKeyId, ServiceTable, validateServices, type LbChange, type ServiceDef, type ServicesDefinition, type ServiceInfo, type ServiceSpec } from '../sdk/services.js';
 import { expiredKeys, SVC_STATS, type ServiceEvent, type SvcStat } from '../sdk/stateful.js';
-import type { Attachment } from './attach.js';
+import type { Attachment, XdpMode } from './attach.js';
 import { load } from './load.js';
 import type { BpfMap } from './map.js';
 import { native } from './native.js';
@@ -61,13 +61,16 @@ export interface LoadServicesOptions extends ServicesCompileOptions {
 export interface ServicesAttachOptions {
   ifname: string;
   netns?: string;
-  /** Default both: ingress (DNAT, replies, ICMP errors) and egress (SNAT, client-side LB). */
+  /** tc programs: default both, ingress (DNAT, replies, ICMP errors) and egress (SNAT, client-side LB). Not for XDP. */
   hooks?: Array<'tc-ingress' | 'tc-egress'>;
+  /** tc filter priority (a later priority runs after; see the `verdict: 'continue'` load option). */
   priority?: number;
+  /** XDP programs (`hook: 'xdp'` at load): the XDP mode (default: driver when the device has it, else generic). */
+  mode?: XdpMode;
 }
 
 export interface ServicesTestRun extends TestRunResult {
-  /** TC_ACT_OK: 'accept'; TC_ACT_SHOT: 'drop'; TC_ACT_REDIRECT: 'loop' (a hairpin at egress, sent back into the interface's ingress). */
+  /** TC_ACT_OK, TC_ACT_UNSPEC (verdict 'continue'), XDP_PASS: 'accept'; TC_ACT_SHOT, XDP_DROP: 'drop'; TC_ACT_REDIRECT: 'loop' (a hairpin at egress, sent back into the interface's ingress). */
   action: 'accept' | 'drop' | 'loop';
 }
 
@@ -218,7 +221,10 @@ export class LoadedServices {
    * addresses become its masquerade addresses.
    */
   attach(options: ServicesAttachOptions): Attachment[] {
-    const hooks = options.hooks ?? ['tc-ingress', 'tc-egress'];
+    const xdp = this.compiled.programs.some((p) => p.hook === 'xdp');
+    if (xdp && options.hooks) throw new TsbpfError('INVALID_ARGUMENT', `services '${this.name}' was loaded for XDP: it has no tc hooks`, { hint: "load it without hook: 'xdp' for tc" });
+    if (!xdp && options.mode) throw new TsbpfError('INVALID_ARGUMENT', 'mode is an XDP option', { hint: "load with hook: 'xdp' for an XDP program" });
+    const hooks: Array<'tc-ingress' | 'tc-egress' | 'xdp'> = xdp ? ['xdp'] : (options.hooks ?? ['tc-ingress', 'tc-egress']);
     let changed = false;
     for (const r of this.definition.nat) {
       if (r.ifname === undefined || this.interfaces[r.ifname] !== undefined) continue;
@@ -236,9 +242,16 @@ export class LoadedServices {
     const out: Attachment[] = [];
     try {
       for (const hook of hooks) {
-        const program = this.compiled.programs.find((p) => p.hook === hook)!.name;
+        const program = this.compiled.programs.find((p) => p.hook === hook && p.kind !== 'bench')!.name;
         out.push(
-          this.object.attach({ program, hook, ifname: options.ifname, ...(options.netns ? { netns: options.netns } : {}), ...(options.priority ? { priority: options.priority } : {}) }),
+          this.object.attach({
+            program,
+            hook,
+            ifname: options.ifname,
+            ...(options.netns ? { netns: options.netns } : {}),
+            ...(options.priority && !xdp ? { priority: options.priority } : {}),
+            ...(options.mode ? { mode: options.mode } : {}),
+          }),
         );
       }
     } catch (e) {
@@ -291,9 +304,14 @@ export class LoadedServices {
 
   /** Add or replace many services with batched map updates (each service still changes atomically). */
   upsertServices(defs: readonly ServiceDef[]): void {
-    const changes: LbChange[] = [];
-    for (const d of defs) changes.push(...this.table.upsert(d));
-    this.applyChanges(changes, true);
+    // In chunks of whole services: fewer change records alive at once (less for the GC to
+    // copy), and each service still has its backends and table written before its entry.
+    const CHUNK = 256;
+    for (let at = 0; at < defs.length; at += CHUNK) {
+      const changes: LbChange[] = [];
+      for (let i = at; i < Math.min(defs.length, at + CHUNK); i++) for (const c of this.table.upsert(defs[i]!)) changes.push(c);
+      this.applyChanges(changes, true);
+    }
   }
 
   deleteService(ref: string | { vip: string; port: number; protocol: 'tcp' | 'udp' }): boolean {
@@ -354,34 +372,55 @@ export class LoadedServices {
       }
       return;
     }
-    // Backends and tables: one key buffer and one value buffer each, straight to BPF_MAP_UPDATE_BATCH.
-    const beSets = changes.filter((c): c is Extract<LbChange, { map: 'backends'; op: 'set' }> => c.map === 'backends' && c.op === 'set');
-    const tabSets = changes.filter((c): c is Extract<LbChange, { map: 'tables'; op: 'set' }> => c.map === 'tables' && c.op === 'set');
-    const beKeys = Buffer.allocUnsafe(4 * beSets.length);
-    const beValues = Buffer.alloc(28 * beSets.length);
-    beSets.forEach((c, i) => {
-      beKeys.writeUInt32LE(c.id >>> 0, 4 * i);
-      encodeBackend(c.value, beValues, 28 * i);
-    });
-    batchUpdate(this.map('tsbpf_lb_backends'), beKeys, beValues, beSets.length);
+    // Phases: backends, tables, services, deletions; each set phase one key buffer and one value
+    // buffer straight to BPF_MAP_UPDATE_BATCH (a service delete flushes the sets before it).
+    let nBe = 0;
+    let nTab = 0;
+    for (const c of changes) {
+      if (c.op !== 'set') continue;
+      if (c.map === 'backends') nBe++;
+      else if (c.map === 'tables') nTab++;
+    }
     const m = this.definition.lb.tableSize;
-    const tabKeys = Buffer.allocUnsafe(4 * tabSets.length);
-    const tabValues = Buffer.allocUnsafe(4 * m * tabSets.length);
-    tabSets.forEach((c, i) => {
-      tabKeys.writeUInt32LE(c.id >>> 0, 4 * i);
-      tableValue(c.value).copy(tabValues, 4 * m * i);
-    });
-    batchUpdate(this.map('tsbpf_lb_tables'), tabKeys, tabValues, tabSets.length);
-    const svcSets: Array<[Buffer, Buffer]> = [];
+    const beKeys = Buffer.allocUnsafe(4 * nBe);
+    const beValues = Buffer.alloc(28 * nBe);
+    const tabKeys = Buffer.allocUnsafe(4 * nTab);
+    const tabValues = Buffer.allocUnsafe(4 * m * nTab);
+    let i = 0;
+    let j = 0;
+    for (const c of changes) {
+      if (c.op !== 'set') continue;
+      if (c.map === 'backends') {
+        beKeys.writeUInt32LE(c.id >>> 0, 4 * i);
+        encodeBackend(c.value, beValues, 28 * i++);
+      } else if (c.map === 'tables') {
+        tabKeys.writeUInt32LE(c.id >>> 0, 4 * j);
+        tableValue(c.value).copy(tabValues, 4 * m * j++);
+      }
+    }
+    batchUpdate(this.map('tsbpf_lb_backends'), beKeys, beValues, nBe);
+    batchUpdate(this.map('tsbpf_lb_tables'), tabKeys, tabValues, nTab);
+    const svcMap = this.map('tsbpf_lb_services');
+    let run: Array<Extract<LbChange, { map: 'services'; op: 'set' }>> = [];
+    const flush = () => {
+      const keys = Buffer.alloc(20 * run.length);
+      const values = Buffer.alloc(16 * run.length);
+      run.forEach((c, k) => {
+        encodeLbKey(c.key, keys, 20 * k);
+        encodeService(c.value, values, 16 * k);
+      });
+      batchUpdate(svcMap, keys, values, run.length);
+      run = [];
+    };
     for (const c of changes) {
       if (c.map !== 'services') continue;
-      if (c.op === 'set') svcSets.push([encodeLbKey(c.key), encodeService(c.value)]);
+      if (c.op === 'set') run.push(c);
       else {
-        svc.updateBatch(svcSets.splice(0));
+        flush();
         svc.delete(encodeLbKey(c.key));
       }
     }
-    svc.updateBatch(svcSets);
+    flush();
     for (const c of changes) {
       if (c.op !== 'delete' || c.map === 'services') continue;
       (c.map === 'tables' ? tab : be).delete(encodeU32(c.id));
@@ -462,11 +501,14 @@ export class LoadedServices {
     return this.object.ringBuffer('tsbpf_svc_events', (raw: Buffer) => callback(eventFromRecord(SVC_EVENT.decode(raw, 0))));
   }
 
-  /** Run one packet through the ingress or egress program (BPF_PROG_TEST_RUN; the device is lo, ifindex 1). */
-  testRun(hook: 'tc-ingress' | 'tc-egress', data: Buffer, options: { repeat?: number } = {}): ServicesTestRun {
-    const program = this.compiled.programs.find((p) => p.hook === hook)!.name;
-    const r = this.object.testRun(program, { data, ...(options.repeat ? { repeat: options.repeat } : {}) });
-    return { ...r, action: r.retval === 2 ? 'drop' : r.retval === 7 ? 'loop' : 'accept' };
+  /** Run one packet through the ingress, egress or XDP program (BPF_PROG_TEST_RUN; the device is lo, ifindex 1). */
+  testRun(hook: 'tc-ingress' | 'tc-egress' | 'xdp', data: Buffer, options: { repeat?: number } = {}): ServicesTestRun {
+    const prog = this.compiled.programs.find((p) => p.hook === hook && p.kind !== 'bench');
+    if (!prog) throw new TsbpfError('INVALID_ARGUMENT', `services '${this.name}' has no ${hook} program`, { hint: `it has: ${this.compiled.programs.map((p) => p.hook).join(', ')}` });
+    const r = this.object.testRun(prog.name, { data, ...(options.repeat ? { repeat: options.repeat } : {}) });
+    // TC_ACT_SHOT is 2; XDP_DROP is 1 (XDP_ABORTED 0 drops too).
+    const drop = hook === 'xdp' ? r.retval <= 1 : r.retval === 2;
+    return { ...r, action: drop ? 'drop' : hook !== 'xdp' && r.retval === 7 ? 'loop' : 'accept' };
   }
 
   /** Pin every map (and program) under `dir` on bpffs: `tsbpf ct list --pin DIR` reads the conntrack table there. */

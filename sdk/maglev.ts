@@ -109,57 +109,99 @@ function quotas(weights: readonly number[], m: number): number[] {
 export function maglevTable(backends: readonly TableBackend[], m: number, previous?: NamedTable): Int32Array {
   checkSize(m);
   const table = new Int32Array(m).fill(-1);
-  const live = backends.map((b, i) => ({ i, b })).filter((x) => x.b.weight > 0);
-  if (live.length === 0) return table;
-  const q = quotas(
-    live.map((x) => x.b.weight),
-    m,
-  );
-  const offset = live.map((x) => nameHash(x.b.name, 0x5bd1e995) % m);
-  const skip = live.map((x) => (nameHash(x.b.name, 0x1b873593) % (m - 1)) + 1);
-  const have = new Array<number>(live.length).fill(0);
+  // Live backends (weight > 0), as parallel typed arrays: this runs once per service change,
+  // 10,000 times when a whole cluster is programmed, so it allocates little.
+  const n0 = backends.length;
+  const idx = new Int32Array(n0);
+  let n = 0;
+  for (let i = 0; i < n0; i++) if (backends[i]!.weight > 0) idx[n++] = i;
+  if (n === 0) return table;
+  let equal = true;
+  const w0 = backends[idx[0]!]!.weight;
+  for (let j = 1; j < n; j++) if (backends[idx[j]!]!.weight !== w0) equal = false;
+  const q = equal ? equalQuotas(n, m) : quotas(Array.from(idx.subarray(0, n), (i) => backends[i]!.weight), m);
+  const pos = new Int32Array(n);
+  const sk = new Int32Array(n);
+  for (let j = 0; j < n; j++) {
+    const p = permutation(backends[idx[j]!]!.name, m);
+    pos[j] = p[0]!;
+    sk[j] = p[1]!;
+  }
+  const want = new Int32Array(n);
+  for (let j = 0; j < n; j++) want[j] = q[j]!;
   if (previous) {
-    const byName = new Map(live.map((x, j) => [x.b.name, j]));
-    const owned: number[][] = live.map(() => []);
+    const byName = new Map<string, number>();
+    for (let j = 0; j < n; j++) byName.set(backends[idx[j]!]!.name, j);
+    const owned: number[][] = [];
+    for (let j = 0; j < n; j++) owned.push([]);
+    // Previous slot -> live backend (names resolved once per previous backend, not per slot).
+    const prevTo = previous.names.map((name) => byName.get(name) ?? -1);
     for (let s = 0; s < previous.table.length && s < m; s++) {
-      const name = previous.names[previous.table[s]!];
-      const j = name === undefined ? undefined : byName.get(name);
-      if (j !== undefined) owned[j]!.push(s);
+      const k = previous.table[s]!;
+      const j = k < 0 ? -1 : (prevTo[k] ?? -1);
+      if (j >= 0) owned[j]!.push(s);
     }
-    owned.forEach((slots, j) => {
+    for (let j = 0; j < n; j++) {
+      const slots = owned[j]!;
       // Over quota: keep the slots this backend prefers most (earliest in its permutation).
       if (slots.length > q[j]!) {
-        const inv = modInverse(skip[j]!, m);
-        const rank = (s: number) => (((s - offset[j]! + m) % m) * inv) % m;
+        const inv = modInverse(sk[j]!, m);
+        const off = pos[j]!;
+        const rank = (s: number) => (((s - off + m) % m) * inv) % m;
         slots.sort((a, b) => rank(a) - rank(b));
         slots.length = q[j]!;
       }
-      for (const s of slots) table[s] = live[j]!.i;
-      have[j] = slots.length;
-    });
+      for (const s of slots) table[s] = idx[j]!;
+      want[j] = q[j]! - slots.length;
+    }
   }
   // Each backend's position in its permutation, as the slot itself (slot += skip walks the permutation).
-  const pos = Int32Array.from(offset);
-  const sk = Int32Array.from(skip);
-  const idx = Int32Array.from(live.map((x) => x.i));
-  const want = Int32Array.from(q.map((x, j) => x - have[j]!));
-  let missing = want.reduce((s, x) => s + x, 0);
+  let missing = 0;
+  for (let j = 0; j < n; j++) missing += want[j]!;
   while (missing > 0) {
-    for (let j = 0; j < idx.length; j++) {
+    for (let j = 0; j < n; j++) {
       if (want[j]! <= 0) continue;
       let c = pos[j]!;
+      const step = sk[j]!;
       while (table[c]! >= 0) {
-        c += sk[j]!;
+        c += step;
         if (c >= m) c -= m;
       }
       table[c] = idx[j]!;
-      c += sk[j]!;
+      c += step;
       pos[j] = c >= m ? c - m : c;
       want[j]!--;
       missing--;
     }
   }
   return table;
+}
+
+/** Equal weights: every remainder is the same, so the first m % n backends get one more. */
+function equalQuotas(n: number, m: number): number[] {
+  const base = Math.floor(m / n);
+  const out = new Array<number>(n);
+  for (let i = 0; i < n; i++) out[i] = base + (i < m % n ? 1 : 0);
+  return out;
+}
+
+// A backend's Maglev permutation (offset, skip) depends only on its name and M: keep the
+// recent ones (services share backends, and a change recomputes the backends it keeps).
+const PERMUTATIONS = new Map<number, Map<string, Int32Array>>();
+const PERMUTATIONS_MAX = 1 << 17;
+
+function permutation(name: string, m: number): Int32Array {
+  let byName = PERMUTATIONS.get(m);
+  if (byName === undefined) PERMUTATIONS.set(m, (byName = new Map()));
+  let p = byName.get(name);
+  if (p === undefined) {
+    if (byName.size >= PERMUTATIONS_MAX) byName.clear();
+    p = new Int32Array(2);
+    p[0] = nameHash(name, 0x5bd1e995) % m;
+    p[1] = (nameHash(name, 0x1b873593) % (m - 1)) + 1;
+    byName.set(name, p);
+  }
+  return p;
 }
 
 /** Slots in proportion to the weights (largest remainder), for random selection. */

@@ -219,18 +219,36 @@ export function checkService(d: ServiceDef): ParsedService {
   if (!Number.isInteger(d.affinityTimeout) || d.affinityTimeout < 0 || d.affinityTimeout > 86400 * 365) {
     throw new TsbpfError('INVALID_ARGUMENT', `affinity timeout must be whole seconds (got ${String(d.affinityTimeout)})`);
   }
-  const seen = new Set<string>();
-  const backends: Words[] = [];
-  const names: string[] = [];
-  for (const b of d.backends) {
-    if (addrFamily(b.addr) !== fam) throw new TsbpfError('INVALID_ARGUMENT', `backend '${b.addr}' is not an IPv${fam} address like the VIP`);
+  // Services are checked on every change, 10,000 at a time when a cluster is programmed: parse
+  // each address once, and look for duplicates by comparing (a Set only for long lists).
+  const n = d.backends.length;
+  const seen = n > 32 ? new Set<string>() : undefined;
+  const backends: Words[] = new Array<Words>(n);
+  const names: string[] = new Array<string>(n);
+  // IPv4 address and port as one number: cheaper to compare than the names.
+  const ends = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    const b = d.backends[i]!;
+    const v4 = ipv4Number(b.addr);
+    const bf = v4 !== undefined ? 4 : addrFamily(b.addr);
+    if (bf !== fam) throw new TsbpfError('INVALID_ARGUMENT', `backend '${b.addr}' is not an IPv${fam} address like the VIP`);
     checkPort(b.port, `backend ${b.addr} port`);
     if (!Number.isInteger(b.weight) || b.weight < 0 || b.weight > 65535) throw new TsbpfError('INVALID_ARGUMENT', `backend ${b.addr}:${b.port} weight must be 0-65535`);
     const k = `${b.addr}|${b.port}`;
-    if (seen.has(k)) throw new TsbpfError('INVALID_ARGUMENT', `backend ${b.addr}:${b.port} is listed twice`);
-    seen.add(k);
-    names.push(k);
-    backends.push(addrWords(b.addr));
+    let dup = false;
+    if (seen) {
+      dup = seen.has(k);
+      seen.add(k);
+    } else if (v4 !== undefined) {
+      ends[i] = v4 * 65536 + b.port;
+      for (let j = 0; j < i && !dup; j++) dup = ends[j] === ends[i];
+    } else {
+      ends[i] = -1;
+      for (let j = 0; j < i && !dup; j++) dup = ends[j] < 0 && names[j] === k;
+    }
+    if (dup) throw new TsbpfError('INVALID_ARGUMENT', `backend ${b.addr}:${b.port} is listed twice`);
+    names[i] = k;
+    backends[i] = v4 !== undefined ? [v4, 0, 0, 0] : addrWords(b.addr);
   }
   return { family: fam, vip: addrWords(d.vip), backends, names };
 }
@@ -366,6 +384,15 @@ function slotIds(idx: Int32Array, idOf: Uint32Array): Uint32Array {
   return ids;
 }
 
+/** A service's table by backend name (slot -> index into names, -1 empty), from its backend ids. */
+function namedSlots(st: ServiceState): NamedTable {
+  const at = new Map<number, number>();
+  st.usable.ids.forEach((id, j) => at.set(id, j));
+  const table = new Int32Array(st.tableIds.length);
+  for (let i = 0; i < table.length; i++) table[i] = at.get(st.tableIds[i]!) ?? -1;
+  return { table, names: st.usable.names };
+}
+
 interface ServiceState {
   def: ServiceDef;
   id: number;
@@ -373,8 +400,8 @@ interface ServiceState {
   /** 'addr|port' -> backend id */
   backendIds: Map<string, number>;
   tableIds: Uint32Array;
-  /** The table by backend name: where the next Maglev update starts from. */
-  slots: NamedTable;
+  /** The backends in the table, by name and id (the table by name, where the next Maglev update starts from, follows from tableIds). */
+  usable: { names: string[]; ids: number[] };
   /** What the service map holds for it. */
   record: ServiceRecord;
 }
@@ -395,8 +422,10 @@ export interface ServiceInfo {
 export class ServiceTable {
   private readonly byKey = new Map<string, ServiceState>();
   private readonly byName = new Map<string, string>();
-  private readonly backendMap = new Map<number, BackendRecord>();
-  private readonly tableMap = new Map<number, Uint32Array>();
+  // By id (ids are small consecutive integers): arrays, cheaper than Maps at 100,000 backends.
+  private readonly backendById: Array<BackendRecord | undefined> = [];
+  private backendCount = 0;
+  private readonly tableById: Array<Uint32Array | undefined> = [];
   private nextService = 1;
   private nextBackend = 1;
   private nextTable = 1;
@@ -429,11 +458,11 @@ export class ServiceTable {
     }
     const n = def.backends.length;
     const names = parsed.names;
-    if (this.backendMap.size + n > this.options.maxBackends) {
+    if (this.backendCount + n > this.options.maxBackends) {
       // Only then count precisely: backends the service keeps do not add to the total.
       const fresh = names.filter((k) => !old?.backendIds.has(k)).length;
       const dropped = old ? [...old.backendIds.keys()].filter((k) => !names.includes(k)).length : 0;
-      if (this.backendMap.size + fresh - dropped > this.options.maxBackends) {
+      if (this.backendCount + fresh - dropped > this.options.maxBackends) {
         throw new TsbpfError('INVALID_ARGUMENT', `service '${def.name}': the program holds at most ${this.options.maxBackends} backends`, { hint: 'raise maxBackends in services()' });
       }
     }
@@ -449,7 +478,7 @@ export class ServiceTable {
       const bid = old?.backendIds.get(bk) ?? this.nextBackend++;
       backendIds.set(bk, bid);
       const rec: BackendRecord = { addr: parsed.backends[i]!, port: b.port, family: parsed.family, flags: b.ready ? LBB_READY : 0, svc_id: id, weight: b.weight };
-      const prev = old ? this.backendMap.get(bid) : undefined;
+      const prev = old ? this.backendById[bid] : undefined;
       if (!prev || !sameBackend(prev, rec)) changes.push({ map: 'backends', op: 'set', id: bid, value: rec });
       if (b.ready && b.weight > 0) {
         usableNames.push(bk);
@@ -459,7 +488,7 @@ export class ServiceTable {
     }
     // The table: ready backends with a weight, by stable name ('addr|port').
     const entries = usableNames.map((name, i) => ({ name, weight: usableWeights[i]! }));
-    const idx = def.mode === 'maglev' ? maglevTable(entries, this.options.tableSize, old?.slots) : weightedTable(entries, this.options.tableSize);
+    const idx = def.mode === 'maglev' ? maglevTable(entries, this.options.tableSize, old ? namedSlots(old) : undefined) : weightedTable(entries, this.options.tableSize);
     const ids = slotIds(idx, Uint32Array.from(usableIds));
     let table = old?.table ?? 0;
     const tableChanged = !old || !sameIds(old.tableIds, ids);
@@ -474,7 +503,7 @@ export class ServiceTable {
 
     // Apply to the model in the same order.
     this.apply(changes);
-    this.byKey.set(kid, { def: cloneService(def), id, table, backendIds, tableIds: ids, slots: { table: idx, names: usableNames }, record: value });
+    this.byKey.set(kid, { def: cloneService(def), id, table, backendIds, tableIds: ids, usable: { names: usableNames, ids: usableIds }, record: value });
     this.byName.set(def.name, kid);
     return changes;
   }
@@ -515,18 +544,18 @@ export class ServiceTable {
   }
 
   backend(id: number): BackendRecord | undefined {
-    return this.backendMap.get(id);
+    return this.backendById[id];
   }
 
   table(id: number): Uint32Array | undefined {
-    return this.tableMap.get(id);
+    return this.tableById[id];
   }
 
   /** Every map entry, for writing a fresh program's maps (tables and backends first). */
   snapshot(): LbChange[] {
     const out: LbChange[] = [];
-    for (const [id, value] of this.backendMap) out.push({ map: 'backends', op: 'set', id, value });
-    for (const [id, value] of this.tableMap) out.push({ map: 'tables', op: 'set', id, value });
+    this.backendById.forEach((value, id) => value && out.push({ map: 'backends', op: 'set', id, value }));
+    this.tableById.forEach((value, id) => value && out.push({ map: 'tables', op: 'set', id, value }));
     for (const st of this.byKey.values()) out.push({ map: 'services', op: 'set', key: lbKeyOf(st.def), value: st.record });
     return out;
   }
@@ -534,11 +563,16 @@ export class ServiceTable {
   private apply(changes: readonly LbChange[]): void {
     for (const c of changes) {
       if (c.map === 'backends') {
-        if (c.op === 'set') this.backendMap.set(c.id, c.value);
-        else this.backendMap.delete(c.id);
+        const had = this.backendById[c.id] !== undefined;
+        if (c.op === 'set') {
+          this.backendById[c.id] = c.value;
+          if (!had) this.backendCount++;
+        } else if (had) {
+          this.backendById[c.id] = undefined;
+          this.backendCount--;
+        }
       } else if (c.map === 'tables') {
-        if (c.op === 'set') this.tableMap.set(c.id, c.value);
-        else this.tableMap.delete(c.id);
+        this.tableById[c.id] = c.op === 'set' ? c.value : undefined;
       }
     }
   }

@@ -8,7 +8,7 @@ import { u32, u64 } from '../../sdk/layout.js';
 import { validateServices, type ServicesDefinition } from '../../sdk/services.js';
 import { assertServicesDefinition } from '../../sdk/stateful.js';
 import { compileC, type ClangOptions } from '../clang.js';
-import { emitServicesC, servicesPrograms, type ServicesProgram } from './emit.js';
+import { emitServicesC, servicesPrograms, type ServicesEmitOptions, type ServicesProgram } from './emit.js';
 import {
   CT_CONFIG,
   CT_ENTRY,
@@ -25,7 +25,7 @@ import {
   SOCK_REV_KEY,
 } from './layouts.js';
 
-export interface ServicesCompileOptions extends ClangOptions {
+export interface ServicesCompileOptions extends ClangOptions, ServicesEmitOptions {
   /** Stop after generating C: result.object is empty. */
   emitOnly?: boolean;
 }
@@ -61,8 +61,13 @@ export function servicesLayouts(def: ServicesDefinition): Record<string, { key?:
 export function compileServices(def: ServicesDefinition, options: ServicesCompileOptions = {}): ServicesCompileResult {
   assertServicesDefinition(def);
   validateServices(def);
-  const c = emitServicesC(def);
-  const base = { definition: def, c, programs: servicesPrograms(def), layouts: servicesLayouts(def) };
+  const emit: ServicesEmitOptions = {
+    ...(options.hook ? { hook: options.hook } : {}),
+    ...(options.verdict ? { verdict: options.verdict } : {}),
+    ...(options.benchHarness ? { benchHarness: true } : {}),
+  };
+  const c = emitServicesC(def, emit);
+  const base = { definition: def, c, programs: servicesPrograms(def, emit), layouts: servicesLayouts(def) };
   if (options.emitOnly) return { ...base, object: { path: '', bytes: Buffer.alloc(0) }, key: '', cached: false };
   const obj = compileC(c, options);
   return { ...base, object: { path: obj.path, bytes: obj.bytes }, key: obj.key, cached: obj.cached };

@@ -9,7 +9,21 @@
  */
 import type { ServicesDefinition } from '../../sdk/services.js';
 
-export type ServicesHook = 'tc-ingress' | 'tc-egress';
+export type ServicesHook = 'tc-ingress' | 'tc-egress' | 'xdp';
+
+/** How a services object is built (not part of the definition: the same services run on either). */
+export interface ServicesEmitOptions {
+  /** 'tc' (default): a tc-ingress and a tc-egress program. 'xdp': one XDP program (ingress only: DNAT, replies, ICMP errors). */
+  hook?: 'tc' | 'xdp';
+  /**
+   * What the tc programs return for a packet they let through: 'ok' (default,
+   * TC_ACT_OK: the packet leaves the tc chain) or 'continue' (TC_ACT_UNSPEC:
+   * filters at later priorities on the same hook run next). Drops are drops either way.
+   */
+  verdict?: 'ok' | 'continue';
+  /** @internal Benchmark harness programs (bench/services.ts): restore a saved frame, then run the datapath. */
+  benchHarness?: boolean;
+}
 
 export type SockAttach = 'connect4' | 'connect6' | 'sendmsg4' | 'sendmsg6' | 'recvmsg4' | 'recvmsg6' | 'getpeername4' | 'getpeername6';
 
@@ -19,15 +33,18 @@ export interface ServicesProgram {
   section: string;
   /** TC hook, or the cgroup attach type of a socket program. */
   hook: ServicesHook | SockAttach;
-  kind: 'tc' | 'sock';
+  kind: 'tc' | 'xdp' | 'sock' | 'bench';
 }
 
 /** The programs of a definition, in the order they are emitted. */
-export function servicesPrograms(def: ServicesDefinition): ServicesProgram[] {
-  const out: ServicesProgram[] = [
-    { name: `${def.name}_in`, section: 'tc', hook: 'tc-ingress', kind: 'tc' },
-    { name: `${def.name}_eg`, section: 'tc', hook: 'tc-egress', kind: 'tc' },
-  ];
+export function servicesPrograms(def: ServicesDefinition, options: ServicesEmitOptions = {}): ServicesProgram[] {
+  const out: ServicesProgram[] =
+    options.hook === 'xdp'
+      ? [{ name: `${def.name}_xdp`, section: 'xdp', hook: 'xdp', kind: 'xdp' }]
+      : [
+          { name: `${def.name}_in`, section: 'tc', hook: 'tc-ingress', kind: 'tc' },
+          { name: `${def.name}_eg`, section: 'tc', hook: 'tc-egress', kind: 'tc' },
+        ];
   if (def.socketLb) {
     const sock: Array<[SockAttach, string]> = [
       ['connect4', 'c4'],
@@ -41,10 +58,15 @@ export function servicesPrograms(def: ServicesDefinition): ServicesProgram[] {
     ];
     for (const [hook, short] of sock) out.push({ name: `${def.name}_${short}`, section: `cgroup/${hook}`, hook, kind: 'sock' });
   }
+  if (options.benchHarness) {
+    const hook = options.hook === 'xdp' ? 'xdp' : 'tc-ingress';
+    const section = options.hook === 'xdp' ? 'xdp' : 'tc';
+    out.push({ name: `${def.name}_bench`, section, hook, kind: 'bench' }, { name: `${def.name}_bench0`, section, hook, kind: 'bench' });
+  }
   return out;
 }
 
-export function emitServicesC(def: ServicesDefinition): string {
+export function emitServicesC(def: ServicesDefinition, options: ServicesEmitOptions = {}): string {
   const lines: string[] = [];
   const l = (s = '') => lines.push(s);
   l('/* SPDX-License-Identifier: Apache-2.0 */');
@@ -55,13 +77,26 @@ export function emitServicesC(def: ServicesDefinition): string {
   l(`#define TSBPF_LB_SERVICES ${def.lb.maxServices}`);
   l(`#define TSBPF_LB_BACKENDS ${def.lb.maxBackends}`);
   l(`#define TSBPF_LB_AFFINITY ${def.lb.affinityEntries}`);
+  if (options.verdict === 'continue') l('#define TSBPF_SVC_CONTINUE 1');
+  if (options.benchHarness) l('#define TSBPF_SVC_BENCH 1');
   l();
   l('#include <tsbpf/svc.h>');
   if (def.socketLb) l('#include <tsbpf/sock.h>');
   l();
-  for (const p of servicesPrograms(def)) {
+  for (const p of servicesPrograms(def, options)) {
     l(`SEC("${p.section}")`);
-    if (p.kind === 'tc') {
+    if (p.kind === 'bench') {
+      const xdp = p.section === 'xdp';
+      l(`int ${p.name}(${xdp ? 'struct xdp_md *ctx' : 'struct __sk_buff *ctx'})`);
+      l('{');
+      l(`\ttsbpf_svc_bench_restore(ctx, ${xdp ? 'TSBPF_HOOK_XDP' : 'TSBPF_HOOK_TC'});`);
+      if (p.name.endsWith('0')) l(`\treturn ${xdp ? 'XDP_PASS' : 'TC_ACT_OK'};`);
+      else l(`\treturn ${xdp ? 'tsbpf_svc_xdp(ctx)' : 'tsbpf_svc(ctx, TSBPF_HOOK_INGRESS)'};`);
+    } else if (p.kind === 'xdp') {
+      l(`int ${p.name}(struct xdp_md *ctx)`);
+      l('{');
+      l('\treturn tsbpf_svc_xdp(ctx);');
+    } else if (p.kind === 'tc') {
       l(`int ${p.name}(struct __sk_buff *skb)`);
       l('{');
       l(`\treturn tsbpf_svc(skb, ${p.hook === 'tc-ingress' ? 'TSBPF_HOOK_INGRESS' : 'TSBPF_HOOK_EGRESS'});`);

@@ -23,6 +23,31 @@ test('the fast record encoders write what the layouts write', () => {
   assert.equal(encodeService(s), encode(LB_SERVICE, s));
 });
 
+test('build options choose the programs: tc pair, XDP, continue verdict, bench harness', () => {
+  const def = services('opt', {}, (s) => s.service('web', { vip: '10.96.0.1', port: 80, backends: [{ addr: '10.1.0.1', port: 8080 }] }));
+  const tc = compileServices(def, { emitOnly: true });
+  assert.equal(
+    tc.programs.map((p) => [p.name, p.section, p.hook]),
+    [
+      ['opt_in', 'tc', 'tc-ingress'],
+      ['opt_eg', 'tc', 'tc-egress'],
+    ],
+  );
+  assert.not.match(tc.c, /TSBPF_SVC_CONTINUE/);
+  const cont = compileServices(def, { emitOnly: true, verdict: 'continue' });
+  assert.match(cont.c, /#define TSBPF_SVC_CONTINUE 1/);
+  const xdp = compileServices(def, { emitOnly: true, hook: 'xdp', benchHarness: true });
+  assert.equal(
+    xdp.programs.map((p) => [p.name, p.section, p.kind]),
+    [
+      ['opt_xdp', 'xdp', 'xdp'],
+      ['opt_bench', 'xdp', 'bench'],
+      ['opt_bench0', 'xdp', 'bench'],
+    ],
+  );
+  assert.match(xdp.c, /int opt_xdp\(struct xdp_md \*ctx\)\n\{\n\treturn tsbpf_svc_xdp\(ctx\);/);
+});
+
 if (requireKernel('stateful: map layouts against BTF')) {
   test('every map layout has the shape clang gave the C struct', () => {
     const def = services('lay', { socketLb: true, tableSize: 251 });

@@ -131,8 +131,10 @@ function icmpError(family: 4 | 6, from: string, to: string, quoted: Buffer, quot
  * built from what the reference output (so both runners see the same input
  * as long as they agree; the first disagreement is reported by the caller).
  */
-export function* generateSteps(seed: number, count: number, kernel: Runner, reference: Runner): Generator<Step> {
+export function* generateSteps(seed: number, count: number, kernel: Runner, reference: Runner, options: { ingressOnly?: boolean } = {}): Generator<Step> {
   const rng = new Rng(seed);
+  // Ingress only (the XDP program): every flow crosses a router that runs only the ingress half.
+  const only = (hooks: Hook[]): Hook[] => (options.ingressOnly ? hooks.filter((h) => h === 'tc-ingress') : hooks);
   const flows: Flow[] = [];
   let nextId = 0;
   let produced = 0;
@@ -140,7 +142,7 @@ export function* generateSteps(seed: number, count: number, kernel: Runner, refe
 
   const run = function* (hooksIn: Hook[], input: Buffer, what: string): Generator<Step, Buffer | undefined> {
     let data = input;
-    const hooks = [...hooksIn];
+    const hooks = only([...hooksIn]);
     for (const [i, hook] of hooks.entries()) {
       const k = kernel(hook, data);
       const r = reference(hook, data);
@@ -177,7 +179,7 @@ export function* generateSteps(seed: number, count: number, kernel: Runner, refe
       dst: target.dst,
       sport: rng.chance(0.1) ? 1000 + rng.int(0, 3) : rng.int(1024, 65535),
       dport: target.proto === 'icmp' ? 0 : target.dport,
-      placement: rng.chance(0.2) ? 'client' : 'router',
+      placement: rng.chance(0.2) && !options.ingressOnly ? 'client' : 'router',
       phase: 0,
       seq: rng.u32(),
       ack: 0,

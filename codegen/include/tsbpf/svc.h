@@ -24,10 +24,24 @@
 #include <tsbpf/nat.h>
 #include <tsbpf/lb.h>
 
+#include <bpf/bpf_core_read.h>
+
 #ifndef TC_ACT_OK
 #define TC_ACT_OK 0
 #define TC_ACT_SHOT 2
 #endif
+
+/* skb->ip_summed (include/linux/skbuff.h), read through the kernel's sk_buff (CO-RE). */
+#define TSBPF_CHECKSUM_NONE 0
+#define TSBPF_CHECKSUM_UNNECESSARY 1
+#define TSBPF_CHECKSUM_COMPLETE 2
+#define TSBPF_CHECKSUM_PARTIAL 3
+
+struct sk_buff___tsbpf {
+	__u8 ip_summed : 2;
+} __attribute__((preserve_access_index));
+
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
 
 /* Slots of tsbpf_svc_stats (per CPU). sdk/stateful.ts SVC_STATS names them. */
 #define TSBPF_SVC_PACKETS 0
@@ -132,8 +146,231 @@ static __always_inline void tsbpf_svc_event(__u32 kind, const struct tsbpf_tuple
 	bpf_ringbuf_submit(e, 0);
 }
 
+/* What a tc or XDP (hk) program returns for a packet it lets through, and for one it drops. */
+#ifdef TSBPF_SVC_CONTINUE
+#define TSBPF_SVC_TC_PASS (-1) /* TC_ACT_UNSPEC: filters at later priorities of the hook run next */
+#else
+#define TSBPF_SVC_TC_PASS TC_ACT_OK
+#endif
+#define TSBPF_SVC_OK(hk) ((hk) == TSBPF_HOOK_XDP ? XDP_PASS : TSBPF_SVC_TC_PASS)
+#define TSBPF_SVC_DROP(hk) ((hk) == TSBPF_HOOK_XDP ? XDP_DROP : TC_ACT_SHOT)
+
+static __always_inline __u32 tsbpf_svc_ifindex(void *ctx, const int hk)
+{
+	if (hk == TSBPF_HOOK_XDP)
+		return ((struct xdp_md *)ctx)->ingress_ifindex;
+	return ((struct __sk_buff *)ctx)->ifindex;
+}
+
+/* Read n bytes (a constant) at off: the helper at tc (non-linear skbs too), the frame at XDP. */
+static __always_inline int tsbpf_svc_load(void *ctx, const int hk, __u32 off, void *to, const __u32 n)
+{
+	struct tsbpf_cursor c;
+
+	if (hk == TSBPF_HOOK_TC)
+		return bpf_skb_load_bytes(ctx, off, to, n);
+	tsbpf_cursor_init(&c, ctx, hk);
+	if (off > TSBPF_MAX_HDR_OFF)
+		return -1;
+	asm volatile("" : "+r"(off));
+	off &= TSBPF_MAX_HDR_OFF;
+	if (c.data + off + n > c.data_end)
+		return -1;
+	__builtin_memcpy(to, c.data + off, n);
+	return 0;
+}
+
+/* Write n bytes (a constant) at off. */
+static __always_inline int tsbpf_svc_store(void *ctx, const int hk, __u32 off, const void *from, const __u32 n)
+{
+	struct tsbpf_cursor c;
+
+	if (hk == TSBPF_HOOK_TC)
+		return bpf_skb_store_bytes(ctx, off, from, n, 0);
+	tsbpf_cursor_init(&c, ctx, hk);
+	if (off > TSBPF_MAX_HDR_OFF)
+		return -1;
+	asm volatile("" : "+r"(off));
+	off &= TSBPF_MAX_HDR_OFF;
+	if (c.data + off + n > c.data_end)
+		return -1;
+	__builtin_memcpy(c.data + off, from, n);
+	return 0;
+}
+
+/*
+ * XDP: the L4 checksum at `cf` (tsbpf_nat_csum_field) for an address change
+ * (pseudo: covered by the pseudo-header) and port changes, with the
+ * arithmetic of bpf_l4_csum_replace on a full checksum; UDP's zero stays zero.
+ */
+static __always_inline int tsbpf_svc_xdp_l4(void *ctx, const struct tsbpf_pkt *p, const __u32 *old, const __u32 *new_, int naddr,
+					    __u16 oport, __u16 nport)
+{
+	__u32 cf = tsbpf_nat_csum_field(p);
+	int udp = (p->present & TSBPF_HAS_UDP) != 0;
+	__u8 b[2];
+	__u16 c;
+
+	if (!cf)
+		return oport == nport ? 0 : -1;
+	if (tsbpf_svc_load(ctx, TSBPF_HOOK_XDP, p->l4_off + cf, b, 2))
+		return -1;
+	c = tsbpf_be16(b);
+	if (udp && c == 0)
+		return 0;
+	/* ICMP has no pseudo-header. */
+	if (!(p->present & TSBPF_HAS_ICMP)) {
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			if (i < naddr)
+				c = tsbpf_nat_csum_upd32(c, old[i], new_[i]);
+		}
+	}
+	if (oport != nport)
+		c = tsbpf_nat_csum_upd16(c, oport, nport);
+	if (udp && c == 0)
+		c = 0xffff;
+	tsbpf_put16(b, c);
+	return tsbpf_svc_store(ctx, TSBPF_HOOK_XDP, p->l4_off + cf, b, 2);
+}
+
+/* tsbpf_nat_addr for tc and XDP: rewrite the source (dst = 0) or destination address; checksums follow. */
+static __always_inline int tsbpf_svc_nat_addr(void *ctx, const int hk, const struct tsbpf_pkt *p, int dst, const __u32 *old, const __u32 *new_)
+{
+	__u8 b[16];
+	__u32 l3 = p->l3_off;
+
+	if (hk == TSBPF_HOOK_TC)
+		return tsbpf_nat_addr(ctx, p, dst, old, new_);
+	if (tsbpf_addr_eq(old, new_))
+		return 0;
+	if (tsbpf_svc_xdp_l4(ctx, p, old, new_, (p->present & TSBPF_HAS_IPV4) ? 1 : 4, 0, 0))
+		return -1;
+	if (p->present & TSBPF_HAS_IPV4) {
+		__u8 c[2];
+		if (tsbpf_svc_load(ctx, hk, l3 + 10, c, 2))
+			return -1;
+		tsbpf_put16(c, tsbpf_nat_csum_upd32(tsbpf_be16(c), old[0], new_[0]));
+		tsbpf_put32(b, new_[0]);
+		if (tsbpf_svc_store(ctx, hk, l3 + 10, c, 2))
+			return -1;
+		return tsbpf_svc_store(ctx, hk, l3 + (dst ? 16 : 12), b, 4);
+	}
+#pragma unroll
+	for (int i = 0; i < 4; i++)
+		tsbpf_put32(b + 4 * i, new_[i]);
+	return tsbpf_svc_store(ctx, hk, l3 + (dst ? 24 : 8), b, 16);
+}
+
+/* tsbpf_nat_rewrite for tc and XDP: turn the packet whose tuple is `from` into `to`. */
+static __always_inline int tsbpf_svc_rewrite(void *ctx, const int hk, const struct tsbpf_pkt *p, const struct tsbpf_tuple *from,
+					     const struct tsbpf_tuple *to)
+{
+	__u8 b[4];
+
+	if (hk == TSBPF_HOOK_TC)
+		return tsbpf_nat_rewrite(ctx, p, from, to);
+	if (tsbpf_svc_nat_addr(ctx, hk, p, 0, from->src, to->src) || tsbpf_svc_nat_addr(ctx, hk, p, 1, from->dst, to->dst))
+		return -1;
+	if (from->icmp) {
+		__u16 o = from->icmp == TSBPF_CT_ICMP_ECHO_REQ ? from->sport : from->dport;
+		__u16 n = from->icmp == TSBPF_CT_ICMP_ECHO_REQ ? to->sport : to->dport;
+		if (o == n)
+			return 0;
+		if (tsbpf_svc_xdp_l4(ctx, p, 0, 0, 0, o, n))
+			return -1;
+		tsbpf_put16(b, n);
+		return tsbpf_svc_store(ctx, hk, p->l4_off + 4, b, 2);
+	}
+	if (from->sport == to->sport && from->dport == to->dport)
+		return 0;
+	if (tsbpf_svc_xdp_l4(ctx, p, 0, 0, 0, from->sport, to->sport) || tsbpf_svc_xdp_l4(ctx, p, 0, 0, 0, from->dport, to->dport))
+		return -1;
+	tsbpf_put16(b, to->sport);
+	tsbpf_put16(b + 2, to->dport);
+	return tsbpf_svc_store(ctx, hk, p->l4_off, b, 4);
+}
+
+/*
+ * Parse for the datapath: the common frame (no VLAN tag, IPv4 without
+ * options and not a fragment, or IPv6 without extension headers, carrying
+ * TCP or UDP, headers in the linear area) is read straight from the packet
+ * into the fields the datapath uses; anything else goes through the full
+ * parser (tsbpf_parse), which gives the same values for those fields. The
+ * other fields of *p are left as they were (the scratch is per CPU: a
+ * previous packet's): the datapath reads only present, len, l3_off, l4_off,
+ * proto, the addresses, ip4_csum, ports, tcp_flags, l4_csum and icmp_type.
+ * Code that needs more of the packet must add it here or call tsbpf_parse.
+ */
+static __always_inline void tsbpf_svc_parse(void *ctx, const int hook, struct tsbpf_pkt *p)
+{
+	struct tsbpf_cursor c;
+	__u8 *d;
+	__u32 l4;
+	__u8 proto;
+
+	tsbpf_cursor_init(&c, ctx, hook);
+	d = c.data;
+	if (hook == TSBPF_HOOK_TC && ((struct __sk_buff *)ctx)->vlan_present)
+		goto full;
+	if ((void *)(d + 14 + 40 + 20) > c.data_end)
+		goto full; /* also the shortest IPv4 TCP frame: the checks below are on 54 bytes */
+	if (d[12] == 0x08 && d[13] == 0x00) {
+		if (d[14] != 0x45 || (tsbpf_be16(d + 20) & 0x3fff))
+			goto full;
+		proto = d[23];
+		l4 = 34;
+		p->present = TSBPF_HAS_ETH | TSBPF_HAS_L3 | TSBPF_HAS_IPV4 | TSBPF_HAS_PROTO | TSBPF_HAS_L4OFF;
+		p->ip4_csum = tsbpf_be16(d + 24);
+		p->ip4_src = tsbpf_be32(d + 26);
+		p->ip4_dst = tsbpf_be32(d + 30);
+	} else if (d[12] == 0x86 && d[13] == 0xdd) {
+		if ((d[14] >> 4) != 6 || (void *)(d + 74 + 20) > c.data_end)
+			goto full;
+		proto = d[20];
+		l4 = 54;
+		p->present = TSBPF_HAS_ETH | TSBPF_HAS_L3 | TSBPF_HAS_IPV6 | TSBPF_HAS_PROTO | TSBPF_HAS_L4OFF;
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			p->ip6_src[i] = tsbpf_be32(d + 22 + 4 * i);
+			p->ip6_dst[i] = tsbpf_be32(d + 38 + 4 * i);
+		}
+	} else {
+		goto full;
+	}
+	if (proto == TSBPF_IPPROTO_TCP) {
+		__u8 *h = d + l4;
+		if ((void *)(h + 20) > c.data_end)
+			goto full;
+		p->present |= TSBPF_HAS_TCP;
+		p->tcp_flags = h[13];
+		p->l4_csum = tsbpf_be16(h + 16);
+		p->sport = tsbpf_be16(h);
+		p->dport = tsbpf_be16(h + 2);
+	} else if (proto == TSBPF_IPPROTO_UDP) {
+		__u8 *h = d + l4;
+		if ((void *)(h + 8) > c.data_end)
+			goto full;
+		p->present |= TSBPF_HAS_UDP;
+		p->tcp_flags = 0;
+		p->l4_csum = tsbpf_be16(h + 6);
+		p->sport = tsbpf_be16(h);
+		p->dport = tsbpf_be16(h + 2);
+	} else {
+		goto full;
+	}
+	p->len = c.len;
+	p->proto = proto;
+	p->l3_off = 14;
+	p->l4_off = l4;
+	p->icmp_type = 0;
+	return;
+full:
+	tsbpf_parse(ctx, hook, p);
+}
+
 /* Build the packet's tuple: 0 a connection packet, 1 an ICMP error, -1 untracked. */
-static __always_inline int tsbpf_svc_tuple(struct __sk_buff *skb, const struct tsbpf_pkt *p, struct tsbpf_tuple *t)
+static __always_inline int tsbpf_svc_tuple(void *ctx, const int hk, const struct tsbpf_pkt *p, struct tsbpf_tuple *t)
 {
 	__u8 idb[2];
 	__u16 id;
@@ -167,7 +404,7 @@ static __always_inline int tsbpf_svc_tuple(struct __sk_buff *skb, const struct t
 		int req = v4 ? ty == 8 : ty == 128;
 		int rep = v4 ? ty == 0 : ty == 129;
 		if (req || rep) {
-			if ((__u32)p->l4_off + 8 > p->len || bpf_skb_load_bytes(skb, p->l4_off + 4, idb, 2))
+			if ((__u32)p->l4_off + 8 > p->len || tsbpf_svc_load(ctx, hk, p->l4_off + 4, idb, 2))
 				return -1;
 			id = tsbpf_be16(idb);
 			t->icmp = req ? TSBPF_CT_ICMP_ECHO_REQ : TSBPF_CT_ICMP_ECHO_REP;
@@ -287,16 +524,93 @@ static __always_inline void tsbpf_svc_forward(struct tsbpf_tuple *to, const stru
 	to->icmp = t->icmp;
 }
 
-static __always_inline int tsbpf_svc_apply(struct __sk_buff *skb, struct tsbpf_svc_scratch *s)
+/*
+ * The fast rewrite of a TCP/UDP packet whose headers were read by the fast
+ * parse (IPv4 without options or IPv6 without extension headers): the L4
+ * checksum is updated here, with the arithmetic of bpf_l4_csum_replace, and
+ * written with the addresses and ports through one packet pointer. Only for
+ * ip_summed NONE/UNNECESSARY (the L4 checksum is a full one; nothing else to
+ * keep) and PARTIAL (the field holds the pseudo-header sum: addresses change
+ * it, ports do not); CHECKSUM_COMPLETE (skb->csum to follow) takes the
+ * helpers. Returns 1 when done, 0 when the caller must take the general path.
+ */
+static __always_inline int tsbpf_svc_rewrite_fast(void *ctx, const int hk, const struct tsbpf_pkt *p, const struct tsbpf_tuple *from,
+						  const struct tsbpf_tuple *to)
+{
+	/* XDP sees bytes only: checksums there are full ones (docs/stateful.md, XDP). */
+	__u8 ips = hk == TSBPF_HOOK_XDP ? TSBPF_CHECKSUM_NONE : BPF_CORE_READ_BITFIELD((struct sk_buff___tsbpf *)bpf_cast_to_kern_ctx(ctx), ip_summed);
+	int v4 = p->present & TSBPF_HAS_IPV4, udp = p->present & TSBPF_HAS_UDP;
+	__u32 l4 = v4 ? 34 : 54, cf = udp ? 6 : 16;
+	__u16 c = p->l4_csum, ipc = p->ip4_csum;
+	__u8 *d, *end;
+
+	if (ips == TSBPF_CHECKSUM_COMPLETE || p->l3_off != 14 || p->l4_off != l4 || !(p->present & (TSBPF_HAS_TCP | TSBPF_HAS_UDP)))
+		return 0;
+	if (!(udp && c == 0)) {
+		if (ips == TSBPF_CHECKSUM_PARTIAL)
+			c = ~c; /* the complement of the pseudo-header sum updates like a checksum */
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			if (i > 0 && v4)
+				break;
+			c = tsbpf_nat_csum_upd32(c, from->src[i], to->src[i]);
+			c = tsbpf_nat_csum_upd32(c, from->dst[i], to->dst[i]);
+		}
+		if (ips == TSBPF_CHECKSUM_PARTIAL) {
+			c = ~c;
+		} else {
+			c = tsbpf_nat_csum_upd16(c, from->sport, to->sport);
+			c = tsbpf_nat_csum_upd16(c, from->dport, to->dport);
+		}
+		if (udp && c == 0)
+			c = 0xffff;
+	}
+	if (v4) {
+		ipc = tsbpf_nat_csum_upd32(ipc, from->src[0], to->src[0]);
+		ipc = tsbpf_nat_csum_upd32(ipc, from->dst[0], to->dst[0]);
+	}
+	{
+		struct tsbpf_cursor cur;
+		tsbpf_cursor_init(&cur, ctx, hk);
+		d = cur.data;
+		end = cur.data_end;
+	}
+	if ((void *)(d + 54 + 20) > (void *)end)
+		return 0;
+	if (v4) {
+		tsbpf_put16(d + 24, ipc);
+		tsbpf_put32(d + 26, to->src[0]);
+		tsbpf_put32(d + 30, to->dst[0]);
+		tsbpf_put16(d + 34, to->sport);
+		tsbpf_put16(d + 36, to->dport);
+		tsbpf_put16(d + 34 + cf, c);
+	} else {
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			tsbpf_put32(d + 22 + 4 * i, to->src[i]);
+			tsbpf_put32(d + 38 + 4 * i, to->dst[i]);
+		}
+		tsbpf_put16(d + 54, to->sport);
+		tsbpf_put16(d + 56, to->dport);
+		tsbpf_put16(d + 54 + cf, c);
+	}
+	return 1;
+}
+
+static __always_inline int tsbpf_svc_apply(void *ctx, const int hk, struct tsbpf_svc_scratch *s)
 {
 	if (tsbpf_tuple_eq(&s->t, &s->to))
-		return TC_ACT_OK;
-	if (tsbpf_nat_rewrite(skb, &s->pkt, &s->t, &s->to)) {
+		return TSBPF_SVC_OK(hk);
+	if (!s->t.icmp && tsbpf_svc_rewrite_fast(ctx, hk, &s->pkt, &s->t, &s->to)) {
+		tsbpf_svc_stat(TSBPF_SVC_XLATE);
+		return TSBPF_SVC_OK(hk);
+	}
+	if (tsbpf_svc_rewrite(ctx, hk, &s->pkt, &s->t, &s->to)) {
 		tsbpf_svc_stat(TSBPF_SVC_DROP_ERROR);
-		return TC_ACT_SHOT;
+		return TSBPF_SVC_DROP(hk);
 	}
 	tsbpf_svc_stat(TSBPF_SVC_XLATE);
-	return TC_ACT_OK;
+	return TSBPF_SVC_OK(hk);
 }
 
 /*
@@ -304,8 +618,9 @@ static __always_inline int tsbpf_svc_apply(struct __sk_buff *skb, struct tsbpf_s
  * translated, it is addressed to this host, so it goes back in at this
  * interface's ingress (Ethernet addresses swapped, so it is for us there).
  */
-static __always_inline int tsbpf_svc_loop(struct __sk_buff *skb, int verdict)
+static __always_inline int tsbpf_svc_loop(void *ctx, int verdict)
 {
+	struct __sk_buff *skb = ctx; /* tc only: callers test hk */
 	__u8 mac[12], sw[12];
 
 	if (verdict == TC_ACT_SHOT)
@@ -323,7 +638,7 @@ fail:
 }
 
 /* A packet of a connection that exists. */
-static __always_inline int tsbpf_svc_existing(struct __sk_buff *skb, struct tsbpf_svc_scratch *s, const struct tsbpf_ct_config *cfg,
+static __always_inline int tsbpf_svc_existing(void *ctx, const int hk, struct tsbpf_svc_scratch *s, const struct tsbpf_ct_config *cfg,
 					      struct tsbpf_ct_entry *e, int dir, int stage, __u8 hook, __u64 now)
 {
 	struct tsbpf_pkt *p = &s->pkt;
@@ -334,11 +649,12 @@ static __always_inline int tsbpf_svc_existing(struct __sk_buff *skb, struct tsbp
 		__u32 rule = 0;
 		struct tsbpf_tuple *x = &s->ito;
 		__builtin_memcpy(x, &e->x, sizeof(*x));
-		int r = tsbpf_svc_snat(s, cfg, x, &s->key, skb->ifindex, tsbpf_flow_hash(&e->o, cfg->seed), now, &rule);
+		/* No NAT rules (the common service-only program): nothing to match, no hash to compute. */
+		int r = cfg->nat_rules ? tsbpf_svc_snat(s, cfg, x, &s->key, tsbpf_svc_ifindex(ctx, hk), tsbpf_flow_hash(&e->o, cfg->seed), now, &rule) : 0;
 		if (r < 0) {
 			tsbpf_svc_stat(TSBPF_SVC_DROP_NAT_EXHAUSTED);
-			tsbpf_svc_event(TSBPF_SVC_EV_NAT_EXHAUSTED, t, skb->ifindex, e->svc_id, rule);
-			return TC_ACT_SHOT;
+			tsbpf_svc_event(TSBPF_SVC_EV_NAT_EXHAUSTED, t, tsbpf_svc_ifindex(ctx, hk), e->svc_id, rule);
+			return TSBPF_SVC_DROP(hk);
 		}
 		if (r > 0) {
 			__builtin_memcpy(e->x.src, x->src, 16);
@@ -363,36 +679,36 @@ static __always_inline int tsbpf_svc_existing(struct __sk_buff *skb, struct tsbp
 
 	if (dir == 0) {
 		if (stage == 2)
-			return TC_ACT_OK; /* translated already */
+			return TSBPF_SVC_OK(hk); /* translated already */
 		tsbpf_svc_forward(&s->to, e, t, hook);
 		if (stage == 1 && hook == TSBPF_HOOK_INGRESS)
-			return TC_ACT_OK; /* between DNAT and SNAT: nothing more at ingress */
+			return TSBPF_SVC_OK(hk); /* between DNAT and SNAT: nothing more at ingress */
 	} else {
 		if (stage == 2)
-			return TC_ACT_OK;
+			return TSBPF_SVC_OK(hk);
 		tsbpf_tuple_reverse(&s->to, &e->o);
 		s->to.icmp = t->icmp;
 	}
-	if (hook == TSBPF_HOOK_EGRESS && (e->flags & TSBPF_CTF_LOOP))
-		return tsbpf_svc_loop(skb, tsbpf_svc_apply(skb, s));
-	return tsbpf_svc_apply(skb, s);
+	if (hk != TSBPF_HOOK_XDP && hook == TSBPF_HOOK_EGRESS && (e->flags & TSBPF_CTF_LOOP))
+		return tsbpf_svc_loop(ctx, tsbpf_svc_apply(ctx, hk, s));
+	return tsbpf_svc_apply(ctx, hk, s);
 }
 
 /* The first packet of a connection. */
-static __always_inline int tsbpf_svc_new(struct __sk_buff *skb, struct tsbpf_svc_scratch *s, const struct tsbpf_ct_config *cfg, __u8 hook,
+static __always_inline int tsbpf_svc_new(void *ctx, const int hk, struct tsbpf_svc_scratch *s, const struct tsbpf_ct_config *cfg, __u8 hook,
 					 __u64 now)
 {
 	struct tsbpf_pkt *p = &s->pkt;
 	struct tsbpf_tuple *t = &s->t;
 	struct tsbpf_ct_entry *ent = &s->ent;
 	__u8 state = tsbpf_ct_initial_state(p);
-	__u32 ifindex = skb->ifindex;
+	__u32 ifindex = tsbpf_svc_ifindex(ctx, hk);
 	__u32 hash, rule = 0;
 	int track;
 
 	if (state == TSBPF_CT_NONE) {
 		tsbpf_svc_stat(TSBPF_SVC_CT_INVALID);
-		return TC_ACT_OK;
+		return TSBPF_SVC_OK(hk);
 	}
 	hash = tsbpf_flow_hash(t, cfg->seed);
 	tsbpf_ct_init(ent, t, p, cfg, state, hook, now);
@@ -407,7 +723,7 @@ static __always_inline int tsbpf_svc_new(struct __sk_buff *skb, struct tsbpf_svc
 		if (!b) {
 			tsbpf_svc_stat(TSBPF_SVC_DROP_NO_BACKEND);
 			tsbpf_svc_event(TSBPF_SVC_EV_NO_BACKEND, t, ifindex, svc->id, 0xffffffff);
-			return TC_ACT_SHOT;
+			return TSBPF_SVC_DROP(hk);
 		}
 		__builtin_memcpy(ent->x.dst, b->addr, 16);
 		ent->x.dport = b->port;
@@ -429,7 +745,7 @@ static __always_inline int tsbpf_svc_new(struct __sk_buff *skb, struct tsbpf_svc
 			if (tsbpf_nat_alloc(&s->ito, &s->key2, &s->alias, 1024, 65535, t->sport, hash, now)) {
 				tsbpf_svc_stat(TSBPF_SVC_DROP_NAT_EXHAUSTED);
 				tsbpf_svc_event(TSBPF_SVC_EV_NAT_EXHAUSTED, t, ifindex, svc->id, 0xffffffff);
-				return TC_ACT_SHOT;
+				return TSBPF_SVC_DROP(hk);
 			}
 			__builtin_memcpy(ent->x.src, s->ito.src, 16);
 			ent->x.sport = s->ito.sport;
@@ -451,7 +767,7 @@ static __always_inline int tsbpf_svc_new(struct __sk_buff *skb, struct tsbpf_svc
 		if (r < 0) {
 			tsbpf_svc_stat(TSBPF_SVC_DROP_NAT_EXHAUSTED);
 			tsbpf_svc_event(TSBPF_SVC_EV_NAT_EXHAUSTED, t, ifindex, ent->svc_id, rule);
-			return TC_ACT_SHOT;
+			return TSBPF_SVC_DROP(hk);
 		}
 		if (r > 0) {
 			__builtin_memcpy(ent->x.src, s->ito.src, 16);
@@ -465,7 +781,7 @@ static __always_inline int tsbpf_svc_new(struct __sk_buff *skb, struct tsbpf_svc
 	}
 	if (!track) {
 		tsbpf_svc_stat(TSBPF_SVC_UNTRACKED);
-		return TC_ACT_OK;
+		return TSBPF_SVC_OK(hk);
 	}
 
 	/* DNAT: the tuple between DNAT and SNAT finds the connection at egress and (without SNAT) its replies. */
@@ -480,26 +796,26 @@ static __always_inline int tsbpf_svc_new(struct __sk_buff *skb, struct tsbpf_svc
 			if (tsbpf_svc_reserve(&s->key2, &s->alias, now)) {
 				tsbpf_svc_stat(TSBPF_SVC_DROP_CLASH);
 				tsbpf_svc_event(TSBPF_SVC_EV_CLASH, t, ifindex, ent->svc_id, 0xffffffff);
-				return TC_ACT_SHOT;
+				return TSBPF_SVC_DROP(hk);
 			}
 		}
 	}
 	if (bpf_map_update_elem(&tsbpf_ct, &s->key, ent, BPF_ANY)) {
 		tsbpf_svc_stat(TSBPF_SVC_DROP_ERROR);
-		return TC_ACT_SHOT;
+		return TSBPF_SVC_DROP(hk);
 	}
 	tsbpf_svc_stat(TSBPF_SVC_CT_NEW);
 	tsbpf_svc_forward(&s->to, ent, t, hook);
-	if (ent->flags & TSBPF_CTF_LOOP)
-		return tsbpf_svc_loop(skb, tsbpf_svc_apply(skb, s));
-	return tsbpf_svc_apply(skb, s);
+	if (hk != TSBPF_HOOK_XDP && (ent->flags & TSBPF_CTF_LOOP))
+		return tsbpf_svc_loop(ctx, tsbpf_svc_apply(ctx, hk, s));
+	return tsbpf_svc_apply(ctx, hk, s);
 }
 
 /*
  * Read the packet an ICMP error quotes into *it (its tuple as it was sent).
  * Offsets out: *ioff the quoted IP header, *il4 its L4 header. 0 on success.
  */
-static __always_inline int tsbpf_svc_quoted(struct __sk_buff *skb, const struct tsbpf_pkt *p, struct tsbpf_tuple *it, __u32 *ioff, __u32 *il4)
+static __always_inline int tsbpf_svc_quoted(void *ctx, const int hk, const struct tsbpf_pkt *p, struct tsbpf_tuple *it, __u32 *ioff, __u32 *il4)
 {
 	__u8 h[40];
 	__u8 l4[8];
@@ -510,7 +826,7 @@ static __always_inline int tsbpf_svc_quoted(struct __sk_buff *skb, const struct 
 		return -1;
 	if (p->present & TSBPF_HAS_IPV4) {
 		__u32 ihl;
-		if (off + 20 > p->len || bpf_skb_load_bytes(skb, off, h, 20))
+		if (off + 20 > p->len || tsbpf_svc_load(ctx, hk, off, h, 20))
 			return -1;
 		ihl = h[0] & 0xf;
 		if ((h[0] >> 4) != 4 || ihl < 5)
@@ -523,7 +839,7 @@ static __always_inline int tsbpf_svc_quoted(struct __sk_buff *skb, const struct 
 		it->dst[0] = tsbpf_be32(h + 16);
 		*il4 = off + ihl * 4;
 	} else {
-		if (off + 40 > p->len || bpf_skb_load_bytes(skb, off, h, 40))
+		if (off + 40 > p->len || tsbpf_svc_load(ctx, hk, off, h, 40))
 			return -1;
 		if ((h[0] >> 4) != 6)
 			return -1;
@@ -537,7 +853,7 @@ static __always_inline int tsbpf_svc_quoted(struct __sk_buff *skb, const struct 
 		*il4 = off + 40;
 	}
 	*ioff = off;
-	if (*il4 > TSBPF_MAX_HDR_OFF || *il4 + 8 > p->len || bpf_skb_load_bytes(skb, *il4, l4, 8))
+	if (*il4 > TSBPF_MAX_HDR_OFF || *il4 + 8 > p->len || tsbpf_svc_load(ctx, hk, *il4, l4, 8))
 		return -1;
 	if (it->proto == TSBPF_IPPROTO_TCP || it->proto == TSBPF_IPPROTO_UDP) {
 		it->sport = tsbpf_be16(l4);
@@ -562,7 +878,7 @@ static __always_inline int tsbpf_svc_quoted(struct __sk_buff *skb, const struct 
 }
 
 /* Rewrite one quoted address word-by-word: the inner L4 checksum (pseudo-header) and the ICMP checksum follow. */
-static __always_inline int tsbpf_svc_quoted_addr(struct __sk_buff *skb, __u32 at, const __u32 *old, const __u32 *new_, int v4, __u16 *ipc,
+static __always_inline int tsbpf_svc_quoted_addr(void *ctx, const int hk, __u32 at, const __u32 *old, const __u32 *new_, int v4, __u16 *ipc,
 						 __u16 *l4c, int pseudo, __u16 *icmpc)
 {
 	__u8 b[16];
@@ -578,10 +894,10 @@ static __always_inline int tsbpf_svc_quoted_addr(struct __sk_buff *skb, __u32 at
 		*icmpc = tsbpf_nat_csum_upd32(*icmpc, old[i], new_[i]);
 		tsbpf_put32(b + 4 * i, new_[i]);
 	}
-	return bpf_skb_store_bytes(skb, at, b, v4 ? 4 : 16, 0);
+	return v4 ? tsbpf_svc_store(ctx, hk, at, b, 4) : tsbpf_svc_store(ctx, hk, at, b, 16);
 }
 
-static __always_inline int tsbpf_svc_quoted_port(struct __sk_buff *skb, __u32 at, __u16 old, __u16 new_, __u16 *l4c, __u16 *icmpc)
+static __always_inline int tsbpf_svc_quoted_port(void *ctx, const int hk, __u32 at, __u16 old, __u16 new_, __u16 *l4c, __u16 *icmpc)
 {
 	__u8 b[2];
 	if (old == new_)
@@ -589,11 +905,11 @@ static __always_inline int tsbpf_svc_quoted_port(struct __sk_buff *skb, __u32 at
 	*l4c = tsbpf_nat_csum_upd16(*l4c, old, new_);
 	*icmpc = tsbpf_nat_csum_upd16(*icmpc, old, new_);
 	tsbpf_put16(b, new_);
-	return bpf_skb_store_bytes(skb, at, b, 2, 0);
+	return tsbpf_svc_store(ctx, hk, at, b, 2);
 }
 
 /* An ICMP error (ingress): translate the quoted packet and the outer addresses of a tracked connection. */
-static __always_inline int tsbpf_svc_icmp_error(struct __sk_buff *skb, struct tsbpf_svc_scratch *s, __u64 now)
+static __always_inline int tsbpf_svc_icmp_error(void *ctx, const int hk, struct tsbpf_svc_scratch *s, __u64 now)
 {
 	struct tsbpf_pkt *p = &s->pkt;
 	struct tsbpf_tuple *it = &s->it, *to = &s->ito;
@@ -602,15 +918,15 @@ static __always_inline int tsbpf_svc_icmp_error(struct __sk_buff *skb, struct ts
 	__u8 cb[2];
 	int v4 = (p->present & TSBPF_HAS_IPV4) != 0;
 
-	if (tsbpf_svc_quoted(skb, p, it, &ioff, &il4)) {
+	if (tsbpf_svc_quoted(ctx, hk, p, it, &ioff, &il4)) {
 		tsbpf_svc_stat(TSBPF_SVC_CT_INVALID);
-		return TC_ACT_OK;
+		return TSBPF_SVC_OK(hk);
 	}
 	tsbpf_ct_key_of(&s->key, it);
 	e = tsbpf_ct_primary(&s->key, now);
 	if (!e) {
 		tsbpf_svc_stat(TSBPF_SVC_CT_INVALID);
-		return TC_ACT_OK;
+		return TSBPF_SVC_OK(hk);
 	}
 	tsbpf_svc_stat(TSBPF_SVC_CT_RELATED);
 	/* From what the quoted packet is to what its sender knows it as. */
@@ -619,19 +935,19 @@ static __always_inline int tsbpf_svc_icmp_error(struct __sk_buff *skb, struct ts
 	} else if (tsbpf_tuple_rev_eq(it, &e->o)) {
 		tsbpf_tuple_reverse(to, &e->x); /* about a reply: the error goes to the server */
 	} else {
-		return TC_ACT_OK;
+		return TSBPF_SVC_OK(hk);
 	}
 	to->icmp = it->icmp;
 	if (tsbpf_tuple_eq(it, to))
-		return TC_ACT_OK;
+		return TSBPF_SVC_OK(hk);
 
 	/* The quoted headers. Checksums: inner IP (v4), inner L4 when quoted, and the ICMP checksum. */
 	__u16 icmpc = p->l4_csum, ipc = 0, l4c = 0;
 	__u32 ipc_at = ioff + 10, l4c_at = 0;
 	int pseudo = 0, keep_zero = 0;
 	if (v4) {
-		if (bpf_skb_load_bytes(skb, ipc_at, cb, 2))
-			return TC_ACT_OK;
+		if (tsbpf_svc_load(ctx, hk, ipc_at, cb, 2))
+			return TSBPF_SVC_OK(hk);
 		ipc = tsbpf_be16(cb);
 	}
 	if (it->proto == TSBPF_IPPROTO_TCP)
@@ -640,7 +956,7 @@ static __always_inline int tsbpf_svc_icmp_error(struct __sk_buff *skb, struct ts
 		l4c_at = il4 + 6, pseudo = 1, keep_zero = 1;
 	else
 		l4c_at = il4 + 2, pseudo = it->family == 6;
-	if (l4c_at + 2 > p->len || bpf_skb_load_bytes(skb, l4c_at, cb, 2)) {
+	if (l4c_at + 2 > p->len || tsbpf_svc_load(ctx, hk, l4c_at, cb, 2)) {
 		l4c_at = 0; /* not quoted: nothing to keep */
 		pseudo = 0;
 	} else {
@@ -651,10 +967,10 @@ static __always_inline int tsbpf_svc_icmp_error(struct __sk_buff *skb, struct ts
 	__u16 ipc0 = ipc, l4c0 = l4c;
 	__u16 *l4cp = &l4c;
 	if (!tsbpf_addr_eq(it->src, to->src) &&
-	    tsbpf_svc_quoted_addr(skb, ioff + (v4 ? 12 : 8), it->src, to->src, v4, &ipc, l4cp, pseudo, &icmpc))
+	    tsbpf_svc_quoted_addr(ctx, hk, ioff + (v4 ? 12 : 8), it->src, to->src, v4, &ipc, l4cp, pseudo, &icmpc))
 		goto fail;
 	if (!tsbpf_addr_eq(it->dst, to->dst) &&
-	    tsbpf_svc_quoted_addr(skb, ioff + (v4 ? 16 : 24), it->dst, to->dst, v4, &ipc, l4cp, pseudo, &icmpc))
+	    tsbpf_svc_quoted_addr(ctx, hk, ioff + (v4 ? 16 : 24), it->dst, to->dst, v4, &ipc, l4cp, pseudo, &icmpc))
 		goto fail;
 	{
 		/* Ports (or the echo id): the L4 checksum covers them whether or not it covers a pseudo-header. */
@@ -663,13 +979,13 @@ static __always_inline int tsbpf_svc_icmp_error(struct __sk_buff *skb, struct ts
 		if (it->icmp) {
 			__u16 oid = it->icmp == TSBPF_CT_ICMP_ECHO_REQ ? it->sport : it->dport;
 			__u16 nid = it->icmp == TSBPF_CT_ICMP_ECHO_REQ ? to->sport : to->dport;
-			if (tsbpf_svc_quoted_port(skb, il4 + 4, oid, nid, pc, &icmpc))
+			if (tsbpf_svc_quoted_port(ctx, hk, il4 + 4, oid, nid, pc, &icmpc))
 				goto fail;
 		} else {
 			if (keep_zero && l4c0 == 0)
 				pc = &dummy;
-			if (tsbpf_svc_quoted_port(skb, il4, it->sport, to->sport, pc, &icmpc) ||
-			    tsbpf_svc_quoted_port(skb, il4 + 2, it->dport, to->dport, pc, &icmpc))
+			if (tsbpf_svc_quoted_port(ctx, hk, il4, it->sport, to->sport, pc, &icmpc) ||
+			    tsbpf_svc_quoted_port(ctx, hk, il4 + 2, it->dport, to->dport, pc, &icmpc))
 				goto fail;
 		}
 	}
@@ -678,17 +994,17 @@ static __always_inline int tsbpf_svc_icmp_error(struct __sk_buff *skb, struct ts
 			l4c = 0xffff;
 		icmpc = tsbpf_nat_csum_upd16(icmpc, l4c0, l4c);
 		tsbpf_put16(cb, l4c);
-		if (bpf_skb_store_bytes(skb, l4c_at, cb, 2, 0))
+		if (tsbpf_svc_store(ctx, hk, l4c_at, cb, 2))
 			goto fail;
 	}
 	if (v4 && ipc != ipc0) {
 		icmpc = tsbpf_nat_csum_upd16(icmpc, ipc0, ipc);
 		tsbpf_put16(cb, ipc);
-		if (bpf_skb_store_bytes(skb, ipc_at, cb, 2, 0))
+		if (tsbpf_svc_store(ctx, hk, ipc_at, cb, 2))
 			goto fail;
 	}
 	tsbpf_put16(cb, icmpc);
-	if (bpf_skb_store_bytes(skb, (__u32)p->l4_off + 2, cb, 2, 0))
+	if (tsbpf_svc_store(ctx, hk, (__u32)p->l4_off + 2, cb, 2))
 		goto fail;
 
 	/* The outer header: the error's sender and receiver as their peers know them. */
@@ -699,18 +1015,18 @@ static __always_inline int tsbpf_svc_icmp_error(struct __sk_buff *skb, struct ts
 			__builtin_memcpy(s->to.dst, to->src, 16);
 		if (tsbpf_addr_eq(outer->src, it->dst))
 			__builtin_memcpy(s->to.src, to->dst, 16);
-		if (tsbpf_nat_addr(skb, p, 0, outer->src, s->to.src) || tsbpf_nat_addr(skb, p, 1, outer->dst, s->to.dst))
+		if (tsbpf_svc_nat_addr(ctx, hk, p, 0, outer->src, s->to.src) || tsbpf_svc_nat_addr(ctx, hk, p, 1, outer->dst, s->to.dst))
 			goto fail;
 	}
 	tsbpf_svc_stat(TSBPF_SVC_ICMP_XLATE);
-	return TC_ACT_OK;
+	return TSBPF_SVC_OK(hk);
 fail:
 	tsbpf_svc_stat(TSBPF_SVC_DROP_ERROR);
-	return TC_ACT_SHOT;
+	return TSBPF_SVC_DROP(hk);
 }
 
-/* The whole datapath for one packet at `hook` (TSBPF_HOOK_INGRESS / TSBPF_HOOK_EGRESS). */
-static __always_inline int tsbpf_svc(struct __sk_buff *skb, const __u8 hook)
+/* The whole datapath for one packet at `hook` (TSBPF_HOOK_INGRESS / TSBPF_HOOK_EGRESS) of a tc or XDP (hk) program. */
+static __always_inline int tsbpf_svc_run(void *ctx, const int hk, const __u8 hook)
 {
 	__u32 zero = 0;
 	struct tsbpf_svc_scratch *s = bpf_map_lookup_elem(&tsbpf_svc_scratch, &zero);
@@ -720,17 +1036,17 @@ static __always_inline int tsbpf_svc(struct __sk_buff *skb, const __u8 hook)
 	int r, dir, stage;
 
 	if (!s || !cfg)
-		return TC_ACT_OK;
-	tsbpf_parse(skb, TSBPF_HOOK_TC, &s->pkt);
+		return TSBPF_SVC_OK(hk);
+	tsbpf_svc_parse(ctx, hk, &s->pkt);
 	tsbpf_svc_stat(TSBPF_SVC_PACKETS);
-	r = tsbpf_svc_tuple(skb, &s->pkt, &s->t);
+	r = tsbpf_svc_tuple(ctx, hk, &s->pkt, &s->t);
 	if (r < 0 || (r == 1 && hook != TSBPF_HOOK_INGRESS)) {
 		tsbpf_svc_stat(TSBPF_SVC_UNTRACKED);
-		return TC_ACT_OK;
+		return TSBPF_SVC_OK(hk);
 	}
 	now = bpf_ktime_get_coarse_ns();
 	if (r == 1)
-		return tsbpf_svc_icmp_error(skb, s, now);
+		return tsbpf_svc_icmp_error(ctx, hk, s, now);
 
 	tsbpf_ct_key_of(&s->key, &s->t);
 	e = tsbpf_ct_primary(&s->key, now);
@@ -762,9 +1078,54 @@ static __always_inline int tsbpf_svc(struct __sk_buff *skb, const __u8 hook)
 		    (e->state == TSBPF_CT_TCP_CLOSE || e->state == TSBPF_CT_TCP_TIME_WAIT))
 			e = 0;
 		if (e)
-			return tsbpf_svc_existing(skb, s, cfg, e, dir, stage, hook, now);
+			return tsbpf_svc_existing(ctx, hk, s, cfg, e, dir, stage, hook, now);
 	}
-	return tsbpf_svc_new(skb, s, cfg, hook, now);
+	return tsbpf_svc_new(ctx, hk, s, cfg, hook, now);
 }
+
+/* The tc programs: `hook` is TSBPF_HOOK_INGRESS or TSBPF_HOOK_EGRESS. */
+static __always_inline int tsbpf_svc(struct __sk_buff *skb, const __u8 hook)
+{
+	return tsbpf_svc_run(skb, TSBPF_HOOK_TC, hook);
+}
+
+/* The XDP program: the ingress half of the datapath (services, DNAT rules, replies, ICMP errors). */
+static __always_inline int tsbpf_svc_xdp(struct xdp_md *ctx)
+{
+	return tsbpf_svc_run(ctx, TSBPF_HOOK_XDP, TSBPF_HOOK_INGRESS);
+}
+
+#ifdef TSBPF_SVC_BENCH
+/*
+ * Benchmark harness (bench/services.ts only): a test run repeats on one
+ * packet and a translating path rewrites it, so each run first restores the
+ * saved frame's first TSBPF_SVC_BENCH_BYTES bytes. A harness program that
+ * only restores measures what that costs.
+ */
+#define TSBPF_SVC_BENCH_BYTES 64
+struct tsbpf_svc_bench_frame {
+	__u8 b[TSBPF_SVC_BENCH_BYTES];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tsbpf_svc_bench_frame);
+} tsbpf_svc_bench SEC(".maps");
+
+static __always_inline void tsbpf_svc_bench_restore(void *ctx, const int hook)
+{
+	__u32 zero = 0;
+	struct tsbpf_svc_bench_frame *f = bpf_map_lookup_elem(&tsbpf_svc_bench, &zero);
+	struct tsbpf_cursor c;
+
+	if (!f)
+		return;
+	tsbpf_cursor_init(&c, ctx, hook);
+	if (c.data + TSBPF_SVC_BENCH_BYTES <= c.data_end)
+		__builtin_memcpy(c.data, f->b, TSBPF_SVC_BENCH_BYTES);
+}
+#endif
 
 #endif /* TSBPF_SVC_H */
