@@ -123,12 +123,9 @@ test('timings are reported for each step', () => {
 test.run();
 
 test('runChain of a filter with conntrack is refused at the call (its ct stage is a program of its own)', async () => {
-  const { filter, match, rule } = await import('../../sdk/index.js');
-  const sfw = filter('sfw', { hook: 'tc-ingress' }, ({ chain }) =>
-    chain('input', { policy: 'drop' }, [rule(match.ct.state('established', 'related')).accept(), rule(match.tcp.dport(80)).accept()]),
-  );
+  const { sfw } = await import('./fixtures/ct.js');
   const text = `import { runChain, tcIngress } from '../../../sdk/fn/index.js';
-import { sfw } from './ct.js';
+import { sfw } from '../fixtures/ct.js';
 export const gate = tcIngress((pkt) => runChain(sfw, pkt));
 `;
   try {
@@ -136,7 +133,7 @@ export const gate = tcIngress((pkt) => runChain(sfw, pkt));
     assert.unreachable('compiled');
   } catch (e) {
     assert.instance(e, DslError);
-    assert.match((e as DslError).message, /filter 'sfw' uses conntrack .* which runChain and tailChain cannot run yet/);
-    assert.equal([(e as DslError).source?.line, (e as DslError).source?.column], [3, 41]);
+    assert.match((e as DslError).message, /filter 'sfw' uses conntrack .* which runChain and tailChain cannot run yet/, (e as Error).message);
+    assert.is((e as DslError).source?.line, 3, 'at the runChain line');
   }
 });
