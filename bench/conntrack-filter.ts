@@ -7,11 +7,15 @@
  * the rewrite, which a test run repeats on already translated bytes, so
  * that row is a single cold run), and a new connection (single cold run).
  *
- *   node dist/bench/conntrack-filter.js [--repeat N]
+ * Part of `npm run bench` (scripts/bench.mjs runs it after the filter
+ * benchmark; docs/benchmarks.md), or alone:
  *
- * Writes bench/results/conntrack-filter-latest.json.
+ *   node dist/bench/conntrack-filter.js [--quick] [--repeat N] [--out DIR]
+ *
+ * The table goes to stdout; <out>/conntrack-filter-<time>.json and
+ * conntrack-filter-latest.json (default out: bench/results).
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,8 +23,18 @@ import { filter, match, rule, type Filter } from '../sdk/index.js';
 import { packet } from '../sdk/packet.js';
 import { loadFilter, type LoadedFilter } from '../runtime/filter.js';
 
-const repeatArg = process.argv.indexOf('--repeat');
-const REPEAT = repeatArg > 0 ? Number(process.argv[repeatArg + 1]) : 200_000;
+const argv = process.argv.slice(2);
+const opt = (name: string) => {
+  const i = argv.indexOf(name);
+  return i >= 0 ? argv[i + 1] : undefined;
+};
+const QUICK = argv.includes('--quick');
+const REPEAT = Number(opt('--repeat') ?? (QUICK ? 50_000 : 200_000));
+const OUT = path.resolve(opt('--out') ?? path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'results'));
+if (!Number.isInteger(REPEAT) || REPEAT < 1) {
+  process.stderr.write(`conntrack-filter: --repeat needs a positive integer, got '${opt('--repeat') ?? ''}'\n`);
+  process.exit(2);
+}
 
 function ruleset(ct: boolean): Filter {
   return filter(ct ? 'bench_ct' : 'bench_plain', { hook: ['tc-ingress', 'tc-egress'], ...(ct ? { conntrack: true } : {}) }, ({ chain }) => ({
@@ -44,6 +58,7 @@ function median(lf: LoadedFilter, data: Buffer, repeat: number): number {
   return xs[3]!;
 }
 
+const startedAt = new Date().toISOString();
 const rows: Array<{ case: string; plainNs: number | null; conntrackNs: number }> = [];
 const plain = loadFilter(ruleset(false));
 const ct = loadFilter(ruleset(true), { conntrackSeed: 1 });
@@ -80,9 +95,16 @@ try {
   ct.close();
 }
 
-for (const r of rows) console.log(`${r.case.padEnd(90)} ${r.plainNs === null ? '      -' : `${String(r.plainNs).padStart(5)} ns`}  ${String(r.conntrackNs).padStart(5)} ns`);
-const dir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bench/results');
-mkdirSync(dir, { recursive: true });
-const file = path.join(dir, 'conntrack-filter-latest.json');
-writeFileSync(file, JSON.stringify({ schema: 'tsbpf-bench-conntrack-filter/1', at: new Date().toISOString(), host: { cpus: os.cpus().length, kernel: os.release() }, repeat: REPEAT, rows }, null, 2) + '\n');
-console.log(`written ${file}`);
+process.stdout.write(`conntrack in a rule filter, ns per packet by test run (median of 7 x ${REPEAT}${QUICK ? ', quick' : ''})\n`);
+process.stdout.write(`${'case'.padEnd(90)} ${'plain'.padStart(8)}  ${'conntrack'.padStart(9)}\n`);
+for (const r of rows) process.stdout.write(`${r.case.padEnd(90)} ${r.plainNs === null ? '       -' : `${String(r.plainNs).padStart(5)} ns`}  ${String(r.conntrackNs).padStart(6)} ns\n`);
+const json = JSON.stringify({ schema: 'tsbpf-bench-conntrack-filter/1', at: startedAt, quick: QUICK, host: { cpus: os.cpus().length, kernel: os.release() }, repeat: REPEAT, rows }, null, 2) + '\n';
+mkdirSync(OUT, { recursive: true });
+const written: string[] = [];
+for (const name of [`conntrack-filter-${startedAt.replace(/:/g, '-').replace(/\.\d+Z$/, 'Z')}.json`, 'conntrack-filter-latest.json']) {
+  const file = path.join(OUT, name);
+  writeFileSync(`${file}.tmp`, json);
+  renameSync(`${file}.tmp`, file);
+  written.push(file);
+}
+process.stderr.write(`conntrack-filter: wrote ${written.join(', ')}\n`);

@@ -1,8 +1,7 @@
 /**
  * Typed access to a conntrack map (tsbpf_ct, the layout of ct.h), whoever
  * owns it: a filter with conntrack (LoadedFilter.conntrack) or a pinned map
- * (`tsbpf ct`). The same operations as the services program's
- * (runtime/services.ts): list and filter connections, delete them with all
+ * (`tsbpf ct`), and a services program (LoadedServices): list and filter connections, delete them with all
  * their keys, flush, collect expired entries.
  */
 import { CT_ENTRY, CT_KEY, type CtEntryRecord, type CtKeyRecord } from '../codegen/stateful/layouts.js';
@@ -17,6 +16,16 @@ import type { BpfMap } from './map.js';
 /** The kernel's bpf_ktime_get_ns clock (CLOCK_MONOTONIC), as Node reads it. */
 export function monotonicNs(): bigint {
   return process.hrtime.bigint();
+}
+
+/** The connections of a decoded table matching `filter`, oldest first. */
+export function connectionsIn(table: ConntrackTable, filter: CtFilter, now: bigint): CtConnection[] {
+  const out: CtConnection[] = [];
+  for (const { key, entry } of table.connections()) {
+    const c = describeConnection(key, entry, now);
+    if (matchConnection(c, filter)) out.push(c);
+  }
+  return out.sort((a, b) => (a.createdNs < b.createdNs ? -1 : a.createdNs > b.createdNs ? 1 : 0));
 }
 
 /** Conntrack operations on one tsbpf_ct map. */
@@ -34,27 +43,29 @@ export class ConntrackMap {
 
   /** Connections matching `filter`, oldest first (expired ones only with `expired: true`). */
   list(filter: CtFilter = {}, now = monotonicNs()): CtConnection[] {
-    const out: CtConnection[] = [];
-    for (const { key, entry } of this.table().connections()) {
-      const c = describeConnection(key, entry, now);
-      if (matchConnection(c, filter)) out.push(c);
-    }
-    return out.sort((a, b) => (a.createdNs < b.createdNs ? -1 : a.createdNs > b.createdNs ? 1 : 0));
+    return connectionsIn(this.table(), filter, now);
   }
 
   /** Delete connections (with every key they own: NAT aliases too); returns how many. */
   delete(which: CtFilter | CtConnection | CtConnection[]): number {
     const list = Array.isArray(which) ? which : 'entry' in which ? [which as CtConnection] : this.list({ ...(which as CtFilter), expired: true });
+    this.deleteKeys(list);
+    return list.length;
+  }
+
+  /** Delete every key the connections own; returns the entries deleted. */
+  deleteKeys(list: readonly CtConnection[]): number {
     const seen = new Set<string>();
+    let n = 0;
     for (const c of list) {
       for (const k of keysOfConnection(c.entry)) {
         const id = keyId(k);
         if (seen.has(id)) continue;
         seen.add(id);
-        this.map.raw.delete(encode(CT_KEY, keyToRecord(k)));
+        if (this.map.raw.delete(encode(CT_KEY, keyToRecord(k)))) n++;
       }
     }
-    return list.length;
+    return n;
   }
 
   /** Delete every entry. */

@@ -16,16 +16,12 @@
 import { execFileSync } from 'node:child_process';
 import { randomInt } from 'node:crypto';
 import { compileServices, type ServicesCompileOptions, type ServicesCompileResult } from '../codegen/stateful/compile.js';
-import { CT_ENTRY, CT_KEY, SVC_EVENT, type CtEntryRecord, type CtKeyRecord } from '../codegen/stateful/layouts.js';
-import { encodeBackend, encodeLbKey, encodeService, encodeU32, entryFromRecord, eventFromRecord, keyFromRecord, keyToRecord, natRuleToRecord } from '../codegen/stateful/records.js';
+import { SVC_EVENT } from '../codegen/stateful/layouts.js';
+import { encodeBackend, encodeLbKey, encodeService, encodeU32, eventFromRecord, natRuleToRecord } from '../codegen/stateful/records.js';
 import type { SockAttach } from '../codegen/stateful/emit.js';
 import {
   addrWords,
   ConntrackTable,
-  describeConnection,
-  keyId,
-  keysOfConnection,
-  matchConnection,
   timeoutsArray,
   type CtConnection,
   type CtFilter,
@@ -33,14 +29,14 @@ import {
   type Words,
 } from '../sdk/ct.js';
 import { TsbpfError } from '../sdk/errors.js';
-import { encode, u32 } from '../sdk/layout.js';
 import { natRuleRecord } from '../sdk/nat.js';
 import { lbKeyOf, serviceDef, serviceKeyId, ServiceTable, validateServices, type LbChange, type ServiceDef, type ServicesDefinition, type ServiceInfo, type ServiceSpec } from '../sdk/services.js';
-import { expiredKeys, SVC_STATS, type ServiceEvent, type SvcStat } from '../sdk/stateful.js';
+import { SVC_STATS, type ServiceEvent, type SvcStat } from '../sdk/stateful.js';
 import type { Attachment, XdpMode } from './attach.js';
 import { load } from './load.js';
 import type { BpfMap } from './map.js';
 import { native } from './native.js';
+import { ConntrackMap, monotonicNs } from './conntrack.js';
 import { wrapNative } from './errors.js';
 import type { BpfObject } from './object.js';
 import type { RingBuffer } from './ringbuf.js';
@@ -76,10 +72,7 @@ export interface ServicesTestRun extends TestRunResult {
 
 const SOCK_ATTACH: SockAttach[] = ['connect4', 'connect6', 'sendmsg4', 'sendmsg6', 'recvmsg4', 'recvmsg6', 'getpeername4', 'getpeername6'];
 
-/** The kernel's bpf_ktime_get_ns clock (CLOCK_MONOTONIC), as Node reads it. */
-export function monotonicNs(): bigint {
-  return process.hrtime.bigint();
-}
+export { monotonicNs };
 
 export class LoadedServices {
   /** The control plane: what the service maps hold. */
@@ -430,44 +423,29 @@ export class LoadedServices {
   // -------------------------------------------------------------------------
   // Conntrack
 
+  /** The conntrack map (runtime/conntrack.ts). */
+  private get ct(): ConntrackMap {
+    return new ConntrackMap(this.map('tsbpf_ct'));
+  }
+
   /** Every entry of the conntrack map, decoded (primaries and aliases). */
   conntrackTable(): ConntrackTable {
-    const t = new ConntrackTable();
-    for (const [k, v] of this.map('tsbpf_ct').raw.lookupBatch()) {
-      t.set(keyFromRecord(CT_KEY.decode(k, 0) as CtKeyRecord), entryFromRecord(CT_ENTRY.decode(v, 0) as CtEntryRecord));
-    }
-    return t;
+    return this.ct.table();
   }
 
   /** Tracked connections matching `filter` (expired ones only with `expired: true`). */
   conntrack(filter: CtFilter = {}, now = monotonicNs()): CtConnection[] {
-    const out: CtConnection[] = [];
-    for (const { key, entry } of this.conntrackTable().connections()) {
-      const c = describeConnection(key, entry, now);
-      if (matchConnection(c, filter)) out.push(c);
-    }
-    return out.sort((a, b) => (a.createdNs < b.createdNs ? -1 : a.createdNs > b.createdNs ? 1 : 0));
+    return this.ct.list(filter, now);
   }
 
   /** Delete connections (all their keys); returns how many. */
   ctDelete(which: CtFilter | CtConnection | CtConnection[]): number {
-    const list = Array.isArray(which) ? which : 'entry' in which ? [which as CtConnection] : this.conntrack({ ...(which as CtFilter), expired: true });
-    const ct = this.map('tsbpf_ct').raw;
-    const seen = new Set<string>();
-    for (const c of list) {
-      for (const k of keysOfConnection(c.entry)) {
-        const id = keyId(k);
-        if (seen.has(id)) continue;
-        seen.add(id);
-        ct.delete(encode(CT_KEY, keyToRecord(k)));
-      }
-    }
-    return list.length;
+    return this.ct.delete(which);
   }
 
   /** Delete every entry. */
   ctFlush(): number {
-    return this.map('tsbpf_ct').clear();
+    return this.ct.flush();
   }
 
   /**
@@ -476,11 +454,7 @@ export class LoadedServices {
    * deleted. The LRU map also evicts the oldest entries when it is full.
    */
   gc(now = monotonicNs()): number {
-    const t = this.conntrackTable();
-    const ct = this.map('tsbpf_ct').raw;
-    let n = 0;
-    for (const k of expiredKeys(t, now)) if (ct.delete(encode(CT_KEY, keyToRecord(k)))) n++;
-    return n;
+    return this.ct.gc(now);
   }
 
   // -------------------------------------------------------------------------

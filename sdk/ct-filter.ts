@@ -17,32 +17,29 @@ import {
   CT_STATE,
   CTF,
   ConntrackTable,
+  connPosition,
   copyTuple,
   ctInit,
   ctUpdate,
   flowHash,
   HOOK_EGRESS,
   HOOK_INGRESS,
-  ICMP_ECHO_REP,
-  ICMP_ECHO_REQ,
   initialState,
   keyEq,
   keyOf,
+  packetTuple,
   reverseTuple,
   tcpFlagsInvalid,
   timeoutsArray,
   tupleEq,
-  tupleOfView,
-  tupleRevEq,
-  wordsEq,
-  wordsOfBig,
   type CtEntry,
   type CtKey,
   type Tuple,
   type Words,
 } from './ct.js';
 import type { ConntrackDef, CtState } from './model.js';
-import { csumReplace, halves, natAddr, natRewrite, pickAddr, type NatRuleRecord } from './nat.js';
+import { icmpErrorRewrite, icmpErrorTarget, quotedPacket } from './icmperr.js';
+import { natRewrite, pickAddr, type NatRuleRecord } from './nat.js';
 import { TCP_ACK, TCP_RST, TCP_SYN, type PacketView } from './parse.js';
 
 /** Names of the tsbpf_fct_stats slots, by index (TSBPF_FCT_ST_*). */
@@ -128,27 +125,6 @@ export interface CtRun {
   now: bigint;
 }
 
-/** tsbpf_fct_tuple: a connection packet, an ICMP error, or untracked. */
-function packetTuple(pkt: Buffer, v: PacketView): { kind: 'conn' | 'error'; t: Tuple } | undefined {
-  let t: Tuple;
-  if (v.ipv4) t = { src: [v.ipv4.src >>> 0, 0, 0, 0], dst: [v.ipv4.dst >>> 0, 0, 0, 0], sport: 0, dport: 0, family: 4, proto: v.proto ?? 0, icmp: 0 };
-  else if (v.ipv6) t = { src: wordsOfBig(v.ipv6.src), dst: wordsOfBig(v.ipv6.dst), sport: 0, dport: 0, family: 6, proto: v.proto ?? 0, icmp: 0 };
-  else return undefined;
-  if (v.tcp || v.udp) return { kind: 'conn', t: tupleOfView(v)! };
-  const ic = v.icmp ?? v.icmpv6;
-  if (!ic) return undefined;
-  const v4 = !!v.icmp;
-  const ty = ic.type;
-  const req = v4 ? ty === 8 : ty === 128;
-  const rep = v4 ? ty === 0 : ty === 129;
-  if (req || rep) {
-    if (v.l4Offset! + 8 > v.len) return undefined;
-    return { kind: 'conn', t: tupleOfView(v, pkt.readUInt16BE(v.l4Offset! + 4))! };
-  }
-  if (v4 ? ty === 3 || ty === 11 || ty === 12 : ty >= 1 && ty <= 4) return { kind: 'error', t };
-  return undefined;
-}
-
 function apply(r: CtRun, from: Tuple, to: Tuple): 'accept' {
   if (tupleEq(from, to)) return 'accept';
   natRewrite(r.pkt, r.v, from, to);
@@ -167,7 +143,7 @@ export function ctPre(r: CtRun): CtPacket {
   if (pt.kind === 'error') {
     out.kind = 'error';
     out.state = 'invalid';
-    const q = quoted(pkt, v);
+    const q = quotedPacket(pkt, v);
     if (!q) return out;
     const found = fc.ct.primary(keyOf(q.it), now);
     if (!found) return out;
@@ -182,25 +158,10 @@ export function ctPre(r: CtRun): CtPacket {
   const found = fc.ct.primary(keyOf(t), now);
   if (found) {
     const e = found.entry;
-    let dir = -1;
-    let stage = 0;
-    if (tupleEq(t, e.o)) {
-      dir = 0;
-      stage = tupleEq(t, e.x) ? 2 : 0;
-    } else if (tupleEq(t, e.x)) {
-      dir = 0;
-      stage = 2;
-    } else if (e.flags & CTF.DNAT && t.sport === e.o.sport && t.dport === e.x.dport && wordsEq(t.src, e.o.src) && wordsEq(t.dst, e.x.dst)) {
-      dir = 0;
-      stage = 1;
-    } else if (tupleRevEq(t, e.x)) {
-      dir = 1;
-      stage = tupleRevEq(t, e.o) ? 2 : 0;
-    } else if (tupleRevEq(t, e.o)) {
-      dir = 1;
-      stage = 2;
-    }
-    let live = dir >= 0;
+    const pos = connPosition(t, e);
+    const dir = pos?.dir ?? -1;
+    const stage = pos?.stage ?? 0;
+    let live = pos !== undefined;
     if (live && dir === 0 && v.tcp && (v.tcp.flags & (TCP_SYN | TCP_ACK | TCP_RST)) === TCP_SYN && (e.state === CT_STATE['tcp-close'] || e.state === CT_STATE['tcp-time-wait'])) {
       live = false;
     }
@@ -386,143 +347,17 @@ export function ctCommit(r: CtRun, c: CtPacket): 'accept' | 'drop' {
 }
 
 // ---------------------------------------------------------------------------
-// ICMP errors (tsbpf_fct_icmp_error)
-
-interface Quoted {
-  it: Tuple;
-  ioff: number;
-  il4: number;
-}
-
-function quoted(pkt: Buffer, v: PacketView): Quoted | undefined {
-  const off = v.l4Offset! + 8;
-  const len = v.len;
-  const it: Tuple = { src: [0, 0, 0, 0], dst: [0, 0, 0, 0], sport: 0, dport: 0, family: 4, proto: 0, icmp: 0 };
-  let il4: number;
-  if (v.ipv4) {
-    if (off + 20 > len) return undefined;
-    const ihl = pkt[off]! & 0xf;
-    if (pkt[off]! >> 4 !== 4 || ihl < 5) return undefined;
-    if (pkt.readUInt16BE(off + 6) & 0x1fff) return undefined;
-    it.proto = pkt[off + 9]!;
-    it.src = [pkt.readUInt32BE(off + 12), 0, 0, 0];
-    it.dst = [pkt.readUInt32BE(off + 16), 0, 0, 0];
-    il4 = off + ihl * 4;
-  } else {
-    if (off + 40 > len) return undefined;
-    if (pkt[off]! >> 4 !== 6) return undefined;
-    it.family = 6;
-    it.proto = pkt[off + 6]!;
-    for (let i = 0; i < 4; i++) {
-      it.src[i] = pkt.readUInt32BE(off + 8 + 4 * i);
-      it.dst[i] = pkt.readUInt32BE(off + 24 + 4 * i);
-    }
-    il4 = off + 40;
-  }
-  if (il4 + 8 > len) return undefined;
-  if (it.proto === 6 || it.proto === 17) {
-    it.sport = pkt.readUInt16BE(il4);
-    it.dport = pkt.readUInt16BE(il4 + 2);
-    return { it, ioff: off, il4 };
-  }
-  if ((it.family === 4 && it.proto === 1) || (it.family === 6 && it.proto === 58)) {
-    const ty = pkt[il4]!;
-    const id = pkt.readUInt16BE(il4 + 4);
-    if (ty === (it.family === 4 ? 8 : 128)) return { it: { ...it, icmp: ICMP_ECHO_REQ, sport: id }, ioff: off, il4 };
-    if (ty === (it.family === 4 ? 0 : 129)) return { it: { ...it, icmp: ICMP_ECHO_REP, dport: id }, ioff: off, il4 };
-  }
-  return undefined;
-}
+// ICMP errors (tsbpf_fct_icmp_error; the rewrite is sdk/icmperr.ts)
 
 function icmpError(r: CtRun, c: CtPacket): 'accept' {
   const { fc, pkt, v } = r;
-  const q = quoted(pkt, v);
+  const q = quotedPacket(pkt, v);
   if (!q) return 'accept';
-  const { it, ioff, il4 } = q;
   const e = fc.ct.get(c.key!);
   if (!e || e.role !== CT_PRIMARY) return 'accept';
-  let to: Tuple;
-  if (tupleEq(it, e.x)) to = copyTuple(e.o);
-  else if (tupleRevEq(it, e.o)) to = reverseTuple(e.x);
-  else return 'accept';
-  to.icmp = it.icmp;
-  if (tupleEq(it, to)) return 'accept';
-
-  const v4 = !!v.ipv4;
-  const len = v.len;
-  let icmpc = pkt.readUInt16BE(v.l4Offset! + 2);
-  let ipc = v4 ? pkt.readUInt16BE(ioff + 10) : 0;
-  let l4cAt: number;
-  let pseudo: boolean;
-  let keepZero = false;
-  if (it.proto === 6) {
-    l4cAt = il4 + 16;
-    pseudo = true;
-  } else if (it.proto === 17) {
-    l4cAt = il4 + 6;
-    pseudo = true;
-    keepZero = true;
-  } else {
-    l4cAt = il4 + 2;
-    pseudo = it.family === 6;
-  }
-  let l4c = 0;
-  if (l4cAt + 2 > len) {
-    l4cAt = 0;
-    pseudo = false;
-  } else {
-    l4c = pkt.readUInt16BE(l4cAt);
-    if (keepZero && l4c === 0) pseudo = false;
-  }
-  const ipc0 = ipc;
-  const l4c0 = l4c;
-  const addr = (at: number, old: Words, neu: Words) => {
-    const n = v4 ? 1 : 4;
-    for (let i = 0; i < n; i++) {
-      if (v4) ipc = csumReplace(ipc, halves([old[i]!]), halves([neu[i]!]));
-      if (pseudo) l4c = csumReplace(l4c, halves([old[i]!]), halves([neu[i]!]));
-      icmpc = csumReplace(icmpc, halves([old[i]!]), halves([neu[i]!]));
-      pkt.writeUInt32BE(neu[i]! >>> 0, at + 4 * i);
-    }
-  };
-  if (!wordsEq(it.src, to.src)) addr(ioff + (v4 ? 12 : 8), it.src, to.src);
-  if (!wordsEq(it.dst, to.dst)) addr(ioff + (v4 ? 16 : 24), it.dst, to.dst);
-  const usePc = l4cAt !== 0 && !(keepZero && l4c0 === 0);
-  const port = (at: number, old: number, neu: number) => {
-    if (old === neu) return;
-    if (usePc) l4c = csumReplace(l4c, [old], [neu]);
-    icmpc = csumReplace(icmpc, [old], [neu]);
-    pkt.writeUInt16BE(neu, at);
-  };
-  if (it.icmp) {
-    const req = it.icmp === ICMP_ECHO_REQ;
-    const oid = req ? it.sport : it.dport;
-    const nid = req ? to.sport : to.dport;
-    if (oid !== nid) {
-      if (l4cAt) l4c = csumReplace(l4c, [oid], [nid]);
-      icmpc = csumReplace(icmpc, [oid], [nid]);
-      pkt.writeUInt16BE(nid, il4 + 4);
-    }
-  } else {
-    port(il4, it.sport, to.sport);
-    port(il4 + 2, it.dport, to.dport);
-  }
-  if (l4cAt && l4c !== l4c0) {
-    if (keepZero && l4c === 0) l4c = 0xffff;
-    icmpc = csumReplace(icmpc, [l4c0], [l4c]);
-    pkt.writeUInt16BE(l4c, l4cAt);
-  }
-  if (v4 && ipc !== ipc0) {
-    icmpc = csumReplace(icmpc, [ipc0], [ipc]);
-    pkt.writeUInt16BE(ipc, ioff + 10);
-  }
-  pkt.writeUInt16BE(icmpc, v.l4Offset! + 2);
-  const outer = c.t!;
-  const oto = copyTuple(outer);
-  if (wordsEq(outer.dst, it.src)) oto.dst = [...to.src] as Words;
-  if (wordsEq(outer.src, it.dst)) oto.src = [...to.dst] as Words;
-  natAddr(pkt, v, false, outer.src, oto.src);
-  natAddr(pkt, v, true, outer.dst, oto.dst);
+  const to = icmpErrorTarget(q.it, e);
+  if (!to || tupleEq(q.it, to)) return 'accept';
+  icmpErrorRewrite(pkt, v, c.t!, q, to);
   fc.stats.icmpTranslated++;
   return 'accept';
 }

@@ -273,6 +273,45 @@ export function tupleOfView(v: PacketView, echoId?: number): Tuple | undefined {
   return undefined;
 }
 
+/**
+ * What conntrack sees in a frame (twin of tsbpf_pkt_tuple): a connection
+ * packet (TCP, UDP, ICMP echo) with its tuple, an ICMP error with its outer
+ * addresses (ports zero), or undefined (untracked).
+ */
+export function packetTuple(pkt: Buffer, v: PacketView): { kind: 'conn' | 'error'; t: Tuple } | undefined {
+  let t: Tuple;
+  if (v.ipv4) t = { src: [v.ipv4.src >>> 0, 0, 0, 0], dst: [v.ipv4.dst >>> 0, 0, 0, 0], sport: 0, dport: 0, family: 4, proto: v.proto ?? 0, icmp: 0 };
+  else if (v.ipv6) t = { src: wordsOfBig(v.ipv6.src), dst: wordsOfBig(v.ipv6.dst), sport: 0, dport: 0, family: 6, proto: v.proto ?? 0, icmp: 0 };
+  else return undefined;
+  if (v.tcp || v.udp) return { kind: 'conn', t: tupleOfView(v)! };
+  const ic = v.icmp ?? v.icmpv6;
+  if (!ic) return undefined;
+  const v4 = !!v.icmp;
+  const ty = ic.type;
+  const req = v4 ? ty === 8 : ty === 128;
+  const rep = v4 ? ty === 0 : ty === 129;
+  if (req || rep) {
+    if (v.l4Offset! + 8 > v.len) return undefined;
+    return { kind: 'conn', t: tupleOfView(v, pkt.readUInt16BE(v.l4Offset! + 4))! };
+  }
+  if (v4 ? ty === 3 || ty === 11 || ty === 12 : ty >= 1 && ty <= 4) return { kind: 'error', t };
+  return undefined;
+}
+
+/**
+ * Where packet tuple t stands in connection e (twin of tsbpf_ct_direction):
+ * dir 0 original, 1 reply; stage 0 untranslated, 1 between DNAT and SNAT,
+ * 2 translated. Undefined: e's key is a leftover of another connection.
+ */
+export function connPosition(t: Tuple, e: CtEntry): { dir: number; stage: number } | undefined {
+  if (tupleEq(t, e.o)) return { dir: 0, stage: tupleEq(t, e.x) ? 2 : 0 };
+  if (tupleEq(t, e.x)) return { dir: 0, stage: 2 };
+  if (e.flags & CTF.DNAT && t.sport === e.o.sport && t.dport === e.x.dport && wordsEq(t.src, e.o.src) && wordsEq(t.dst, e.x.dst)) return { dir: 0, stage: 1 };
+  if (tupleRevEq(t, e.x)) return { dir: 1, stage: tupleRevEq(t, e.o) ? 2 : 0 };
+  if (tupleRevEq(t, e.o)) return { dir: 1, stage: 2 };
+  return undefined;
+}
+
 // ---------------------------------------------------------------------------
 // Hash (twin of tsbpf_flow_hash)
 

@@ -20,20 +20,17 @@ import {
   flowHash,
   HOOK_EGRESS,
   HOOK_INGRESS,
-  ICMP_ECHO_REP,
-  ICMP_ECHO_REQ,
   initialState,
   keyEq,
   keyOf,
+  packetTuple,
   reverseTuple,
   tcpFlagsInvalid,
   timeoutsArray,
   tupleEq,
-  tupleOfView,
-  tupleRevEq,
   wordsEq,
-  wordsOfBig,
   ConntrackTable,
+  connPosition,
   copyTuple,
   type CtEntry,
   type CtKey,
@@ -42,7 +39,8 @@ import {
   type Words,
 } from './ct.js';
 import { TsbpfError } from './errors.js';
-import { csumReplace, halves, natAddr, natMatch, natRewrite, natRuleRecord, pickAddr, type NatRuleRecord } from './nat.js';
+import { icmpErrorRewrite, icmpErrorTarget, quotedPacket } from './icmperr.js';
+import { natMatch, natRewrite, natRuleRecord, pickAddr, type NatRuleRecord } from './nat.js';
 import { parsePacket, TCP_ACK, TCP_RST, TCP_SYN, type PacketView } from './parse.js';
 import { LB_MAGLEV, LBB_READY, ServiceTable, type BackendRecord, type ServiceRecord, type ServicesDefinition } from './services.js';
 
@@ -169,37 +167,22 @@ export function evaluateServices(st: ServicesState, packet: Uint8Array, options:
     ...extra,
   });
   st.stats.packets++;
-  const kind = packetKind(pkt, v);
-  if (kind.kind === 'untracked' || (kind.kind === 'error' && hook !== HOOK_INGRESS)) {
+  const pt = packetTuple(pkt, v);
+  if (!pt || (pt.kind === 'error' && hook !== HOOK_INGRESS)) {
     st.stats.untracked++;
     return done('accept', 'untracked');
   }
-  const r: Run = { st, pkt, v, t: kind.kind === 'conn' ? kind.t : outerTuple(v)!, hook, ifindex: options.ifindex ?? 1, now, events };
-  if (kind.kind === 'error') return icmpError(r, done);
+  const r: Run = { st, pkt, v, t: pt.t, hook, ifindex: options.ifindex ?? 1, now, events };
+  if (pt.kind === 'error') return icmpError(r, done);
 
   const t = r.t;
   const found = st.ct.primary(keyOf(t), now);
   if (found) {
     const e = found.entry;
-    let dir = -1;
-    let stage = 0;
-    if (tupleEq(t, e.o)) {
-      dir = 0;
-      stage = tupleEq(t, e.x) ? 2 : 0;
-    } else if (tupleEq(t, e.x)) {
-      dir = 0;
-      stage = 2;
-    } else if (e.flags & CTF.DNAT && t.sport === e.o.sport && t.dport === e.x.dport && wordsEq(t.src, e.o.src) && wordsEq(t.dst, e.x.dst)) {
-      dir = 0;
-      stage = 1;
-    } else if (tupleRevEq(t, e.x)) {
-      dir = 1;
-      stage = tupleRevEq(t, e.o) ? 2 : 0;
-    } else if (tupleRevEq(t, e.o)) {
-      dir = 1;
-      stage = 2;
-    }
-    let live = dir >= 0;
+    const pos = connPosition(t, e);
+    const dir = pos?.dir ?? -1;
+    const stage = pos?.stage ?? 0;
+    let live = pos !== undefined;
     if (
       live &&
       dir === 0 &&
@@ -215,30 +198,6 @@ export function evaluateServices(st: ServicesState, packet: Uint8Array, options:
 }
 
 type Done = (verdict: ServicesResult['verdict'], ctState: PacketCtState, extra?: Partial<ServicesResult>) => ServicesResult;
-
-/** What the datapath sees in a frame: a connection packet, an ICMP error, or neither. */
-function packetKind(pkt: Buffer, v: PacketView): { kind: 'conn'; t: Tuple } | { kind: 'error' } | { kind: 'untracked' } {
-  if (!v.ipv4 && !v.ipv6) return { kind: 'untracked' };
-  if (v.tcp || v.udp) return { kind: 'conn', t: tupleOfView(v)! };
-  const ic = v.icmp ?? v.icmpv6;
-  if (!ic) return { kind: 'untracked' };
-  const v4 = !!v.icmp;
-  const ty = ic.type;
-  const req = v4 ? ty === 8 : ty === 128;
-  const rep = v4 ? ty === 0 : ty === 129;
-  if (req || rep) {
-    if (v.l4Offset! + 8 > v.len) return { kind: 'untracked' };
-    return { kind: 'conn', t: tupleOfView(v, pkt.readUInt16BE(v.l4Offset! + 4))! };
-  }
-  if (v4 ? ty === 3 || ty === 11 || ty === 12 : ty >= 1 && ty <= 4) return { kind: 'error' };
-  return { kind: 'untracked' };
-}
-
-function outerTuple(v: PacketView): Tuple | undefined {
-  if (v.ipv4) return { src: [v.ipv4.src >>> 0, 0, 0, 0], dst: [v.ipv4.dst >>> 0, 0, 0, 0], sport: 0, dport: 0, family: 4, proto: v.proto ?? 0, icmp: 0 };
-  if (v.ipv6) return { src: wordsOfBig(v.ipv6.src), dst: wordsOfBig(v.ipv6.dst), sport: 0, dport: 0, family: 6, proto: v.proto ?? 0, icmp: 0 };
-  return undefined;
-}
 
 function event(r: Run, kind: ServiceEvent['kind'], svcId: number, rule: number | undefined): void {
   const e: ServiceEvent = { kind, ifindex: r.ifindex, svcId, rule, tuple: copyTuple(r.t) };
@@ -511,155 +470,25 @@ function select(r: Run, svc: ServiceRecord, hash: number): { b: BackendRecord; i
 }
 
 // ---------------------------------------------------------------------------
-// ICMP errors (twin of tsbpf_svc_icmp_error)
-
-interface Quoted {
-  it: Tuple;
-  ioff: number;
-  il4: number;
-}
-
-function quoted(pkt: Buffer, v: PacketView): Quoted | undefined {
-  const off = v.l4Offset! + 8;
-  const len = v.len;
-  const it: Tuple = { src: [0, 0, 0, 0], dst: [0, 0, 0, 0], sport: 0, dport: 0, family: 4, proto: 0, icmp: 0 };
-  let il4: number;
-  if (v.ipv4) {
-    if (off + 20 > len) return undefined;
-    const ihl = pkt[off]! & 0xf;
-    if (pkt[off]! >> 4 !== 4 || ihl < 5) return undefined;
-    if (pkt.readUInt16BE(off + 6) & 0x1fff) return undefined;
-    it.family = 4;
-    it.proto = pkt[off + 9]!;
-    it.src = [pkt.readUInt32BE(off + 12), 0, 0, 0];
-    it.dst = [pkt.readUInt32BE(off + 16), 0, 0, 0];
-    il4 = off + ihl * 4;
-  } else {
-    if (off + 40 > len) return undefined;
-    if (pkt[off]! >> 4 !== 6) return undefined;
-    it.family = 6;
-    it.proto = pkt[off + 6]!;
-    for (let i = 0; i < 4; i++) {
-      it.src[i] = pkt.readUInt32BE(off + 8 + 4 * i);
-      it.dst[i] = pkt.readUInt32BE(off + 24 + 4 * i);
-    }
-    il4 = off + 40;
-  }
-  if (il4 + 8 > len) return undefined;
-  if (it.proto === 6 || it.proto === 17) {
-    it.sport = pkt.readUInt16BE(il4);
-    it.dport = pkt.readUInt16BE(il4 + 2);
-    return { it, ioff: off, il4 };
-  }
-  if ((it.family === 4 && it.proto === 1) || (it.family === 6 && it.proto === 58)) {
-    const ty = pkt[il4]!;
-    const id = pkt.readUInt16BE(il4 + 4);
-    if (ty === (it.family === 4 ? 8 : 128)) return { it: { ...it, icmp: ICMP_ECHO_REQ, sport: id }, ioff: off, il4 };
-    if (ty === (it.family === 4 ? 0 : 129)) return { it: { ...it, icmp: ICMP_ECHO_REP, dport: id }, ioff: off, il4 };
-  }
-  return undefined;
-}
+// ICMP errors (twin of tsbpf_svc_icmp_error; the rewrite is sdk/icmperr.ts)
 
 function icmpError(r: Run, done: Done): ServicesResult {
   const { st, pkt, v, now } = r;
-  const q = quoted(pkt, v);
+  const q = quotedPacket(pkt, v);
   if (!q) {
     st.stats.ctInvalid++;
     return done('accept', 'invalid');
   }
-  const { it, ioff, il4 } = q;
-  const found = st.ct.primary(keyOf(it), now);
+  const found = st.ct.primary(keyOf(q.it), now);
   if (!found) {
     st.stats.ctInvalid++;
     return done('accept', 'invalid');
   }
   const e = found.entry;
   st.stats.ctRelated++;
-  let to: Tuple;
-  if (tupleEq(it, e.x)) to = copyTuple(e.o);
-  else if (tupleRevEq(it, e.o)) to = reverseTuple(e.x);
-  else return done('accept', 'related', { entry: e });
-  to.icmp = it.icmp;
-  if (tupleEq(it, to)) return done('accept', 'related', { entry: e });
-
-  const v4 = !!v.ipv4;
-  const len = v.len;
-  let icmpc = pkt.readUInt16BE(v.l4Offset! + 2);
-  let ipc = v4 ? pkt.readUInt16BE(ioff + 10) : 0;
-  let l4cAt = 0;
-  let pseudo = false;
-  let keepZero = false;
-  if (it.proto === 6) {
-    l4cAt = il4 + 16;
-    pseudo = true;
-  } else if (it.proto === 17) {
-    l4cAt = il4 + 6;
-    pseudo = true;
-    keepZero = true;
-  } else {
-    l4cAt = il4 + 2;
-    pseudo = it.family === 6;
-  }
-  let l4c = 0;
-  if (l4cAt + 2 > len) {
-    l4cAt = 0;
-    pseudo = false;
-  } else {
-    l4c = pkt.readUInt16BE(l4cAt);
-    if (keepZero && l4c === 0) pseudo = false;
-  }
-  const ipc0 = ipc;
-  const l4c0 = l4c;
-  const addr = (at: number, old: Words, neu: Words) => {
-    const n = v4 ? 1 : 4;
-    for (let i = 0; i < n; i++) {
-      if (v4) ipc = csumReplace(ipc, halves([old[i]!]), halves([neu[i]!]));
-      if (pseudo) l4c = csumReplace(l4c, halves([old[i]!]), halves([neu[i]!]));
-      icmpc = csumReplace(icmpc, halves([old[i]!]), halves([neu[i]!]));
-      pkt.writeUInt32BE(neu[i]! >>> 0, at + 4 * i);
-    }
-  };
-  if (!wordsEq(it.src, to.src)) addr(ioff + (v4 ? 12 : 8), it.src, to.src);
-  if (!wordsEq(it.dst, to.dst)) addr(ioff + (v4 ? 16 : 24), it.dst, to.dst);
-  // Ports or the echo id; the L4 checksum follows when it is quoted (and, for UDP, not zero).
-  const usePc = l4cAt !== 0 && !(keepZero && l4c0 === 0);
-  const port = (at: number, old: number, neu: number) => {
-    if (old === neu) return;
-    if (usePc) l4c = csumReplace(l4c, [old], [neu]);
-    icmpc = csumReplace(icmpc, [old], [neu]);
-    pkt.writeUInt16BE(neu, at);
-  };
-  if (it.icmp) {
-    const req = it.icmp === ICMP_ECHO_REQ;
-    // The echo id is covered by the quoted ICMP checksum even without a pseudo-header.
-    const oid = req ? it.sport : it.dport;
-    const nid = req ? to.sport : to.dport;
-    if (oid !== nid) {
-      if (l4cAt) l4c = csumReplace(l4c, [oid], [nid]);
-      icmpc = csumReplace(icmpc, [oid], [nid]);
-      pkt.writeUInt16BE(nid, il4 + 4);
-    }
-  } else {
-    port(il4, it.sport, to.sport);
-    port(il4 + 2, it.dport, to.dport);
-  }
-  if (l4cAt && l4c !== l4c0) {
-    if (keepZero && l4c === 0) l4c = 0xffff;
-    icmpc = csumReplace(icmpc, [l4c0], [l4c]);
-    pkt.writeUInt16BE(l4c, l4cAt);
-  }
-  if (v4 && ipc !== ipc0) {
-    icmpc = csumReplace(icmpc, [ipc0], [ipc]);
-    pkt.writeUInt16BE(ipc, ioff + 10);
-  }
-  pkt.writeUInt16BE(icmpc, v.l4Offset! + 2);
-  // The outer addresses.
-  const outer = r.t;
-  const oto = copyTuple(outer);
-  if (wordsEq(outer.dst, it.src)) oto.dst = [...to.src] as Words;
-  if (wordsEq(outer.src, it.dst)) oto.src = [...to.dst] as Words;
-  natAddr(pkt, v, false, outer.src, oto.src);
-  natAddr(pkt, v, true, outer.dst, oto.dst);
+  const to = icmpErrorTarget(q.it, e);
+  if (!to || tupleEq(q.it, to)) return done('accept', 'related', { entry: e });
+  icmpErrorRewrite(pkt, v, r.t, q, to);
   st.stats.icmpTranslated++;
   return done('accept', 'related', { entry: e });
 }

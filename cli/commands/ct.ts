@@ -1,13 +1,11 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { CT_ENTRY, CT_KEY, type CtEntryRecord, type CtKeyRecord } from '../../codegen/stateful/layouts.js';
-import { entryFromRecord, keyFromRecord, keyToRecord } from '../../codegen/stateful/records.js';
+import { CT_ENTRY, CT_KEY } from '../../codegen/stateful/layouts.js';
+import { ConntrackMap, connectionsIn, monotonicNs } from '../../runtime/conntrack.js';
 import type { BpfMap } from '../../runtime/map.js';
 import { openPinnedMap } from '../../runtime/pin.js';
-import { CT_STATE_NAMES, ConntrackTable, describeConnection, keysOfConnection, matchConnection, type CtConnection, type CtFilter, type CtStateName } from '../../sdk/ct.js';
+import { CT_STATE_NAMES, type CtFilter, type CtStateName } from '../../sdk/ct.js';
 import { TsbpfError } from '../../sdk/errors.js';
-import { encode } from '../../sdk/layout.js';
-import { expiredKeys } from '../../sdk/stateful.js';
 import type { Command } from '../command.js';
 import { toPlain } from '../format.js';
 import { DEFAULT_PIN_BASE } from '../state.js';
@@ -111,28 +109,20 @@ export const ct: Command = {
     }
     try {
       if (sub === 'flush') {
-        const n = map.clear();
+        const n = new ConntrackMap(map).flush();
         io.out(`deleted ${n} entries`);
         return 0;
       }
-      const table = new ConntrackTable();
-      for (const [k, v] of map.raw.lookupBatch()) table.set(keyFromRecord(CT_KEY.decode(k, 0) as CtKeyRecord), entryFromRecord(CT_ENTRY.decode(v, 0) as CtEntryRecord));
-      const now = process.hrtime.bigint();
+      const ct = new ConntrackMap(map);
+      const now = monotonicNs();
       if (sub === 'gc') {
-        let n = 0;
-        for (const k of expiredKeys(table, now)) if (map.raw.delete(encode(CT_KEY, keyToRecord(k)))) n++;
-        io.out(`deleted ${n} expired entries`);
+        io.out(`deleted ${ct.gc(now)} expired entries`);
         return 0;
       }
-      const conns: CtConnection[] = [];
-      for (const { key, entry } of table.connections()) {
-        const c = describeConnection(key, entry, now);
-        if (matchConnection(c, filter)) conns.push(c);
-      }
-      conns.sort((a, b) => (a.createdNs < b.createdNs ? -1 : 1));
+      const table = ct.table();
+      const conns = connectionsIn(table, filter, now);
       if (sub === 'delete') {
-        let n = 0;
-        for (const c of conns) for (const k of keysOfConnection(c.entry)) if (map.raw.delete(encode(CT_KEY, keyToRecord(k)))) n++;
+        const n = ct.deleteKeys(conns);
         io.out(`deleted ${conns.length} connections (${n} entries)`);
         return 0;
       }

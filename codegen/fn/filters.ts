@@ -81,6 +81,8 @@ export function embedFilter(calls: ChainCalls, maps: Map<string, MapInfo>, progr
     const act = compiled.programs.find((q) => q.program === p.name && q.stage === 'act');
     const progArray = compiled.programs.find((q) => q.program === p.name)!.progArray;
     const fail = (why: string) => `\t\treturn tsbpf_fail(${hook}, &tsbpf_errors, ${why});`;
+    // The opening of runChain and tailChain: run the chains, then the state they left (or the failure).
+    const callChain = ['{', `\tint v = fn_chain_${fn}(ctx, pk);`, `\tstruct tsbpf_state *st = tsbpf_state_get(&tsbpf_state, ${i});`, '', '\tif (v < 0 || !st)', fail('TSBPF_ERR_STATE')];
     runners.push(
       [
         `/* Chain '${entry.name}' of filter '${filter.name}' at ${p.hook} on the program's packet: its TSBPF_V_* verdict (-1: no state). */`,
@@ -107,12 +109,7 @@ export function embedFilter(calls: ChainCalls, maps: Map<string, MapInfo>, progr
         '',
         `/* runChain(${filter.name}, pkt): the verdict as this hook's action; a reject is a drop (its reply is tailChain's). */`,
         `static __always_inline int fn_run_${fn}(void *ctx, const struct tsbpf_pkt *pk)`,
-        '{',
-        `\tint v = fn_chain_${fn}(ctx, pk);`,
-        `\tstruct tsbpf_state *st = tsbpf_state_get(&tsbpf_state, ${i});`,
-        '',
-        '\tif (v < 0 || !st)',
-        fail('TSBPF_ERR_STATE'),
+        ...callChain,
         '\tif (v == TSBPF_V_REJECT)',
         '\t\tv = TSBPF_V_DROP;',
         `\treturn tsbpf_verdict_ret(${hook}, st, v);`,
@@ -120,12 +117,7 @@ export function embedFilter(calls: ChainCalls, maps: Map<string, MapInfo>, progr
         '',
         `/* return tailChain(${filter.name}, pkt): the filter decides for good; a reject continues in its act program (the reply). */`,
         `static __always_inline int fn_tail_${fn}(void *ctx, const struct tsbpf_pkt *pk)`,
-        '{',
-        `\tint v = fn_chain_${fn}(ctx, pk);`,
-        `\tstruct tsbpf_state *st = tsbpf_state_get(&tsbpf_state, ${i});`,
-        '',
-        '\tif (v < 0 || !st)',
-        fail('TSBPF_ERR_STATE'),
+        ...callChain,
         ...(act
           ? ['\tif (v == TSBPF_V_REJECT) {', `\t\ttsbpf_tail(ctx, &${progArray}, st, ${act.tailCallSlot});`, '\t' + fail('TSBPF_ERR_TAIL_CALL'), '\t}']
           : []),

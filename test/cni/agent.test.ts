@@ -5,7 +5,6 @@
  * "outside" namespace behind its uplink), pods are namespaces the test makes:
  * nothing touches the host's own interfaces or routes.
  */
-import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
@@ -16,7 +15,7 @@ import { netlinkStats, type NetlinkMode } from '../../cni/agent/netlink.js';
 import { requireKernel } from '../kernel.js';
 import { ip, listNetns, nsExec, nsTry, ping } from '../net/topology.js';
 import { tcpConnect, tcpServer } from '../net/traffic.js';
-import { cni, cniAsync, createNode, ctl, hostLinks, routes, startAgent, type AgentProcess, type CniOutcome, type TestNode } from './harness.js';
+import { cni, cniAsync, createNode, ctl, echoClient, hostLinks, routes, startAgent, type AgentProcess, type CniOutcome, type TestNode } from './harness.js';
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -259,31 +258,19 @@ if (requireKernel('cni: plugin and agent')) {
     const rb = add('rb', pb);
     const srv = await tcpServer(nsName(pb), 9100);
     // A client that keeps one connection open and echoes a message on each line it reads from stdin.
-    const client = spawn('ip', ['netns', 'exec', nsName(pa), process.execPath, '-e', `
-      const s = require('node:net').connect({ host: process.argv[1], port: 9100 });
-      s.on('connect', () => console.log('open'));
-      s.on('data', (d) => console.log('echo ' + d));
-      s.on('close', () => console.log('closed'));
-      process.stdin.on('data', (d) => s.write(d.toString().trim()));
-    `, v4(rb)], { stdio: ['pipe', 'pipe', 'ignore'] });
-    let out = '';
-    client.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-    const waitFor = async (s: string) => {
-      for (let i = 0; i < 200 && !out.includes(s); i++) await new Promise((r) => setTimeout(r, 10));
-      assert.match(out, s);
-    };
+    const client = echoClient(nsName(pa), v4(rb), 9100);
     try {
-      await waitFor('open');
-      client.stdin.write('before\n');
-      await waitFor('echo before');
+      await client.waitFor('open');
+      client.send('before');
+      await client.waitFor('echo before');
       await agent.kill();
-      client.stdin.write('during\n');
-      await waitFor('echo during');
+      client.send('during');
+      await client.waitFor('echo during');
       assert.is(ping(nsName(pa), v4(rb), 1), 1, 'pod to pod while the agent is down');
       agent = await startAgent(node.dir, ['--node-netns', node.ns, '--pod-cidr', node.podCidr4, '--pod-cidr6', node.podCidr6, '--objects', objectsFile, '--pin-dir', node.pinDir]);
-      client.stdin.write('after\n');
-      await waitFor('echo after');
-      assert.not.match(out, 'closed');
+      client.send('after');
+      await client.waitFor('echo after');
+      assert.not.match(client.output(), 'closed');
       assert.is(JSON.parse(ctl(['endpoints', '--socket', agent.socket, '--json']).stdout).length, 2);
       const again = add('ra', pa);
       assert.equal(again.json!.ips, ra.json!.ips, 'ADD after restart: same endpoint');

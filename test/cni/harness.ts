@@ -10,6 +10,7 @@ import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import * as assert from 'uvu/assert';
 import { ip, listNetns, nsExec, uniqueId } from '../net/topology.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -230,3 +231,36 @@ export function routes(ns: string, family: 4 | 6): string[] {
 }
 
 export { listNetns };
+
+/** A TCP client in a netns that keeps one connection open (see echoClient). */
+export interface EchoClient {
+  /** Send a line on the connection (the server echoes it). */
+  send(line: string): void;
+  /** Wait (up to 3 s) until the client has printed `s`: 'open', 'echo <line>' or 'closed'; asserts it did. */
+  waitFor(s: string): Promise<void>;
+  /** Everything it printed so far. */
+  output(): string;
+  kill(): void;
+}
+
+/** A client in netns `ns` that connects to host:port, prints what happens and sends each line it is given. */
+export function echoClient(ns: string, host: string, port: number): EchoClient {
+  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', `
+      const s = require('node:net').connect({ host: process.argv[1], port: ${port} });
+      s.on('connect', () => console.log('open'));
+      s.on('data', (d) => console.log('echo ' + d));
+      s.on('close', () => console.log('closed'));
+      process.stdin.on('data', (d) => s.write(d.toString().trim()));
+    `, host], { stdio: ['pipe', 'pipe', 'ignore'] });
+  let out = '';
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+  return {
+    send: (line) => void child.stdin!.write(`${line}\n`),
+    async waitFor(s) {
+      for (let i = 0; i < 300 && !out.includes(s); i++) await new Promise((r) => setTimeout(r, 10));
+      assert.match(out, s);
+    },
+    output: () => out,
+    kill: () => void child.kill(),
+  };
+}

@@ -12,7 +12,7 @@ import * as assert from 'uvu/assert';
 import { requireKernel } from '../kernel.js';
 import { nsExec, ping } from '../net/topology.js';
 import { tcpServer } from '../net/traffic.js';
-import { cni, createNode, ctl, startAgent, type AgentProcess, type TestNode } from './harness.js';
+import { cni, createNode, ctl, echoClient, startAgent, type AgentProcess, type TestNode } from './harness.js';
 
 /** Reads a whole connection, answers "<sha256 of what it read> <peer address>", closes. */
 const DIGEST_SERVER = `
@@ -106,30 +106,18 @@ if (requireKernel('cni: masquerade in BPF')) {
     const rb = cni({ command: 'ADD', containerId: 'b', netns: pb, ifname: 'eth0', config: conf() });
     assert.is(rb.code, 0, rb.stdout);
     const srv = await tcpServer(node.outside, 9444);
-    const client = spawn('ip', ['netns', 'exec', pb.split('/').pop()!, process.execPath, '-e', `
-      const s = require('node:net').connect({ host: process.argv[1], port: 9444 });
-      s.on('connect', () => console.log('open'));
-      s.on('data', (d) => console.log('echo ' + d));
-      s.on('close', () => console.log('closed'));
-      process.stdin.on('data', (d) => s.write(d.toString().trim()));
-    `, node.outsideIp], { stdio: ['pipe', 'pipe', 'ignore'] });
-    let out = '';
-    client.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-    const waitFor = async (s: string) => {
-      for (let i = 0; i < 300 && !out.includes(s); i++) await new Promise((r) => setTimeout(r, 10));
-      assert.match(out, s);
-    };
+    const client = echoClient(pb.split('/').pop()!, node.outsideIp, 9444);
     try {
-      await waitFor('open');
-      client.stdin.write('before\n');
-      await waitFor('echo before');
+      await client.waitFor('open');
+      client.send('before');
+      await client.waitFor('echo before');
       await agent.kill();
-      client.stdin.write('during\n');
-      await waitFor('echo during');
+      client.send('during');
+      await client.waitFor('echo during');
       agent = await startAgent(node.dir, agentArgs());
-      client.stdin.write('after\n');
-      await waitFor('echo after');
-      assert.not.match(out, 'closed');
+      client.send('after');
+      await client.waitFor('echo after');
+      assert.not.match(client.output(), 'closed');
     } finally {
       client.kill();
       srv.stop();

@@ -414,4 +414,54 @@ static __always_inline int tsbpf_ct_key_free(const struct tsbpf_ct_key *k, const
 	return tsbpf_ct_over(e, now);
 }
 
+/* An alias entry for translated tuple t, pointing at primary key *pkey. */
+static __always_inline void tsbpf_ct_alias_init(struct tsbpf_ct_entry *a, const struct tsbpf_ct_key *pkey, const struct tsbpf_tuple *t, __u64 now)
+{
+	__builtin_memset(a, 0, sizeof(*a));
+	a->role = TSBPF_CT_ALIAS;
+	a->family = t->family;
+	a->proto = t->proto;
+	a->created_ns = now;
+	__builtin_memcpy(&a->primary, pkey, sizeof(*pkey));
+}
+
+/* Insert the alias of key *k unless it is held by a live connection; 0 on success. */
+static __always_inline int tsbpf_ct_reserve(struct tsbpf_ct_key *k, struct tsbpf_ct_entry *alias, __u64 now)
+{
+	if (bpf_map_update_elem(&tsbpf_ct, k, alias, BPF_NOEXIST) == 0)
+		return 0;
+	if (tsbpf_ct_key_free(k, &alias->primary, now) && bpf_map_update_elem(&tsbpf_ct, k, alias, BPF_ANY) == 0)
+		return 0;
+	return -1;
+}
+
+/*
+ * Where a packet with tuple t stands in connection e: *dir 0 original,
+ * 1 reply; *stage 0 untranslated, 1 between DNAT and SNAT, 2 translated.
+ * -1: e's key is a leftover of another connection. Twin of connPosition (sdk/ct.ts).
+ */
+static __always_inline int tsbpf_ct_position(const struct tsbpf_tuple *t, const struct tsbpf_ct_entry *e, int *dir, int *stage)
+{
+	if (tsbpf_tuple_eq(t, &e->o)) {
+		*dir = 0;
+		*stage = tsbpf_tuple_eq(t, &e->x) ? 2 : 0;
+	} else if (tsbpf_tuple_eq(t, &e->x)) {
+		*dir = 0;
+		*stage = 2;
+	} else if ((e->flags & TSBPF_CTF_DNAT) && t->sport == e->o.sport && t->dport == e->x.dport && tsbpf_addr_eq(t->src, e->o.src) &&
+		   tsbpf_addr_eq(t->dst, e->x.dst)) {
+		*dir = 0;
+		*stage = 1;
+	} else if (tsbpf_tuple_rev_eq(t, &e->x)) {
+		*dir = 1;
+		*stage = tsbpf_tuple_rev_eq(t, &e->o) ? 2 : 0;
+	} else if (tsbpf_tuple_rev_eq(t, &e->o)) {
+		*dir = 1;
+		*stage = 2;
+	} else {
+		return -1;
+	}
+	return 0;
+}
+
 #endif /* TSBPF_CT_H */

@@ -29,6 +29,7 @@
 #define TSBPF_NAT_RULES 1
 #endif
 #include <tsbpf/nat.h>
+#include <tsbpf/icmperr.h>
 
 #ifndef TSBPF_FCT_SNAT
 #define TSBPF_FCT_SNAT 0
@@ -153,118 +154,6 @@ static __always_inline void tsbpf_fct_set_mark(struct tsbpf_fct *cs, __u32 value
 	cs->mark_set = 1;
 }
 
-/* The packet's tuple: 0 a connection packet, 1 an ICMP error, -1 untracked. */
-static __always_inline int tsbpf_fct_tuple(struct __sk_buff *skb, const struct tsbpf_pkt *p, struct tsbpf_tuple *t)
-{
-	__u8 idb[2];
-
-	__builtin_memset(t, 0, sizeof(*t));
-	if (p->present & TSBPF_HAS_IPV4) {
-		t->family = 4;
-		t->src[0] = p->ip4_src;
-		t->dst[0] = p->ip4_dst;
-	} else if (p->present & TSBPF_HAS_IPV6) {
-		t->family = 6;
-#pragma unroll
-		for (int i = 0; i < 4; i++) {
-			t->src[i] = p->ip6_src[i];
-			t->dst[i] = p->ip6_dst[i];
-		}
-	} else {
-		return -1;
-	}
-	t->proto = p->proto;
-	if (p->present & (TSBPF_HAS_TCP | TSBPF_HAS_UDP)) {
-		t->sport = p->sport;
-		t->dport = p->dport;
-		return 0;
-	}
-	if (!(p->present & (TSBPF_HAS_ICMP | TSBPF_HAS_ICMPV6)))
-		return -1;
-	{
-		int v4 = p->present & TSBPF_HAS_ICMP;
-		__u8 ty = p->icmp_type;
-		int req = v4 ? ty == 8 : ty == 128;
-		int rep = v4 ? ty == 0 : ty == 129;
-		if (req || rep) {
-			if ((__u32)p->l4_off + 8 > p->len || bpf_skb_load_bytes(skb, p->l4_off + 4, idb, 2))
-				return -1;
-			t->icmp = req ? TSBPF_CT_ICMP_ECHO_REQ : TSBPF_CT_ICMP_ECHO_REP;
-			if (req)
-				t->sport = tsbpf_be16(idb);
-			else
-				t->dport = tsbpf_be16(idb);
-			return 0;
-		}
-		if (v4 ? (ty == 3 || ty == 11 || ty == 12) : (ty >= 1 && ty <= 4))
-			return 1;
-	}
-	return -1;
-}
-
-/* The packet an ICMP error quotes (its tuple as sent); offsets of its IP and L4 headers. 0 on success. */
-static __always_inline int tsbpf_fct_quoted(struct __sk_buff *skb, const struct tsbpf_pkt *p, struct tsbpf_tuple *it, __u32 *ioff, __u32 *il4)
-{
-	__u8 h[40];
-	__u8 l4[8];
-	__u32 off = (__u32)p->l4_off + 8;
-
-	__builtin_memset(it, 0, sizeof(*it));
-	if (off > TSBPF_MAX_HDR_OFF)
-		return -1;
-	if (p->present & TSBPF_HAS_IPV4) {
-		__u32 ihl;
-		if (off + 20 > p->len || bpf_skb_load_bytes(skb, off, h, 20))
-			return -1;
-		ihl = h[0] & 0xf;
-		if ((h[0] >> 4) != 4 || ihl < 5)
-			return -1;
-		if (tsbpf_be16(h + 6) & 0x1fff)
-			return -1; /* a non-first fragment has no ports to match */
-		it->family = 4;
-		it->proto = h[9];
-		it->src[0] = tsbpf_be32(h + 12);
-		it->dst[0] = tsbpf_be32(h + 16);
-		*il4 = off + ihl * 4;
-	} else {
-		if (off + 40 > p->len || bpf_skb_load_bytes(skb, off, h, 40))
-			return -1;
-		if ((h[0] >> 4) != 6)
-			return -1;
-		it->family = 6;
-		it->proto = h[6];
-#pragma unroll
-		for (int i = 0; i < 4; i++) {
-			it->src[i] = tsbpf_be32(h + 8 + 4 * i);
-			it->dst[i] = tsbpf_be32(h + 24 + 4 * i);
-		}
-		*il4 = off + 40;
-	}
-	*ioff = off;
-	if (*il4 > TSBPF_MAX_HDR_OFF || *il4 + 8 > p->len || bpf_skb_load_bytes(skb, *il4, l4, 8))
-		return -1;
-	if (it->proto == TSBPF_IPPROTO_TCP || it->proto == TSBPF_IPPROTO_UDP) {
-		it->sport = tsbpf_be16(l4);
-		it->dport = tsbpf_be16(l4 + 2);
-		return 0;
-	}
-	if ((it->family == 4 && it->proto == TSBPF_IPPROTO_ICMP) || (it->family == 6 && it->proto == TSBPF_IPPROTO_ICMPV6)) {
-		__u8 ty = l4[0];
-		__u16 id = tsbpf_be16(l4 + 4);
-		if (ty == (it->family == 4 ? 8 : 128)) {
-			it->icmp = TSBPF_CT_ICMP_ECHO_REQ;
-			it->sport = id;
-			return 0;
-		}
-		if (ty == (it->family == 4 ? 0 : 129)) {
-			it->icmp = TSBPF_CT_ICMP_ECHO_REP;
-			it->dport = id;
-			return 0;
-		}
-	}
-	return -1;
-}
-
 /* The tuple a packet of the original direction leaves this hook with: DNAT at ingress, all NAT at egress. */
 static __always_inline void tsbpf_fct_forward(struct tsbpf_tuple *to, const struct tsbpf_ct_entry *e, const struct tsbpf_tuple *t, __u8 hook)
 {
@@ -315,14 +204,14 @@ static __always_inline int tsbpf_fct_pre(struct __sk_buff *skb, const struct tsb
 	cs->nr.kind = 0;
 	if (!cfg)
 		return -1;
-	r = tsbpf_fct_tuple(skb, p, t);
+	r = tsbpf_pkt_tuple(skb, TSBPF_HOOK_TC, p, t);
 	if (r < 0)
 		return -1;
 	now = bpf_ktime_get_coarse_ns();
 	if (r == 1) {
 		cs->kind = TSBPF_FCT_ERROR;
 		cs->state = TSBPF_CTS_INVALID;
-		if (tsbpf_fct_quoted(skb, p, &cs->it, &ioff, &il4))
+		if (tsbpf_icmperr_quoted(skb, TSBPF_HOOK_TC, p, &cs->it, &ioff, &il4))
 			return -1;
 		tsbpf_ct_key_of(&cs->key, &cs->it);
 		e = tsbpf_ct_primary(&cs->key, now);
@@ -339,22 +228,8 @@ static __always_inline int tsbpf_fct_pre(struct __sk_buff *skb, const struct tsb
 	e = tsbpf_ct_primary(&cs->key, now);
 	if (e) {
 		int dir = 0, stage = 0;
-		if (tsbpf_tuple_eq(t, &e->o)) {
-			stage = tsbpf_tuple_eq(t, &e->x) ? 2 : 0;
-		} else if (tsbpf_tuple_eq(t, &e->x)) {
-			stage = 2;
-		} else if ((e->flags & TSBPF_CTF_DNAT) && t->sport == e->o.sport && t->dport == e->x.dport && tsbpf_addr_eq(t->src, e->o.src) &&
-			   tsbpf_addr_eq(t->dst, e->x.dst)) {
-			stage = 1;
-		} else if (tsbpf_tuple_rev_eq(t, &e->x)) {
-			dir = 1;
-			stage = tsbpf_tuple_rev_eq(t, &e->o) ? 2 : 0;
-		} else if (tsbpf_tuple_rev_eq(t, &e->o)) {
-			dir = 1;
-			stage = 2;
-		} else {
+		if (tsbpf_ct_position(t, e, &dir, &stage))
 			e = 0; /* the key is a leftover of another connection */
-		}
 		/* A SYN on a closed connection opens a new one. */
 		if (e && dir == 0 && (p->present & TSBPF_HAS_TCP) && (p->tcp_flags & (TSBPF_TCP_SYN | TSBPF_TCP_ACK | TSBPF_TCP_RST)) == TSBPF_TCP_SYN &&
 		    (e->state == TSBPF_CT_TCP_CLOSE || e->state == TSBPF_CT_TCP_TIME_WAIT))
@@ -434,35 +309,14 @@ static __always_inline int tsbpf_fct_snat(struct tsbpf_fct *cs, struct tsbpf_tup
 
 	if (r->kind != TSBPF_NAT_SNAT && r->kind != TSBPF_NAT_MASQUERADE)
 		return 0;
-	__builtin_memcpy(to, x, sizeof(*x));
-	if (r->kind == TSBPF_NAT_MASQUERADE) {
-		struct tsbpf_nat_ifaddr *ia = bpf_map_lookup_elem(&tsbpf_nat_ifaddr, &ifindex);
-		if (!ia || (x->family == 4 ? !ia->has4 : !ia->has6)) {
-			tsbpf_fct_stat(TSBPF_FCT_ST_NO_IFADDR);
-			return 0;
-		}
-		if (x->family == 4) {
-			to->src[0] = ia->v4;
-			to->src[1] = to->src[2] = to->src[3] = 0;
-		} else {
-			__builtin_memcpy(to->src, ia->v6, 16);
-		}
-	} else {
-		if (r->family != x->family)
-			return 0;
-		tsbpf_nat_pick_addr(to->src, r, hash);
+	if (r->kind == TSBPF_NAT_SNAT && r->family != x->family)
+		return 0;
+	__u16 pmin, pmax;
+	if (tsbpf_nat_snat_to(to, x, r, ifindex, hash, &pmin, &pmax)) {
+		tsbpf_fct_stat(TSBPF_FCT_ST_NO_IFADDR);
+		return 0;
 	}
-	__u16 pmin = r->port_min, pmax = r->port_max;
-	if (pmin == 0 && pmax == 0) {
-		pmin = x->icmp ? 0 : 1024;
-		pmax = 65535;
-	}
-	__builtin_memset(&cs->alias, 0, sizeof(cs->alias));
-	cs->alias.role = TSBPF_CT_ALIAS;
-	cs->alias.family = x->family;
-	cs->alias.proto = x->proto;
-	cs->alias.created_ns = now;
-	__builtin_memcpy(&cs->alias.primary, pkey, sizeof(*pkey));
+	tsbpf_ct_alias_init(&cs->alias, pkey, x, now);
 	if (tsbpf_nat_alloc(to, &cs->key2, &cs->alias, pmin, pmax, x->sport, hash, now))
 		return -1;
 	__builtin_memcpy(x->src, to->src, 16);
@@ -471,139 +325,28 @@ static __always_inline int tsbpf_fct_snat(struct tsbpf_fct *cs, struct tsbpf_tup
 }
 #endif
 
-/* Rewrite one quoted address: the inner IPv4 and L4 (pseudo-header) checksums and the ICMP checksum follow. */
-static __always_inline int tsbpf_fct_quoted_addr(struct __sk_buff *skb, __u32 at, const __u32 *old, const __u32 *new_, int v4, __u16 *ipc,
-						 __u16 *l4c, int pseudo, __u16 *icmpc)
-{
-	__u8 b[16];
-	int n = v4 ? 1 : 4;
-#pragma unroll
-	for (int i = 0; i < 4; i++) {
-		if (i >= n)
-			continue;
-		if (v4)
-			*ipc = tsbpf_nat_csum_upd32(*ipc, old[i], new_[i]);
-		if (pseudo)
-			*l4c = tsbpf_nat_csum_upd32(*l4c, old[i], new_[i]);
-		*icmpc = tsbpf_nat_csum_upd32(*icmpc, old[i], new_[i]);
-		tsbpf_put32(b + 4 * i, new_[i]);
-	}
-	return bpf_skb_store_bytes(skb, at, b, v4 ? 4 : 16, 0);
-}
-
-static __always_inline int tsbpf_fct_quoted_port(struct __sk_buff *skb, __u32 at, __u16 old, __u16 new_, __u16 *l4c, __u16 *icmpc)
-{
-	__u8 b[2];
-	if (old == new_)
-		return 0;
-	*l4c = tsbpf_nat_csum_upd16(*l4c, old, new_);
-	*icmpc = tsbpf_nat_csum_upd16(*icmpc, old, new_);
-	tsbpf_put16(b, new_);
-	return bpf_skb_store_bytes(skb, at, b, 2, 0);
-}
-
-/* An accepted ICMP error about a NAT'd connection (ingress): the quoted packet and the outer addresses, as their receiver knows them. */
+/* An accepted ICMP error about a NAT'd connection (ingress): the quoted packet and the outer addresses, as their receiver knows them (icmperr.h). */
 static __always_inline int tsbpf_fct_icmp_error(struct __sk_buff *skb, const struct tsbpf_pkt *p, struct tsbpf_fct *cs, __u64 now)
 {
-	struct tsbpf_tuple *it = &cs->it, *to = &cs->ito;
 	struct tsbpf_ct_entry *e;
 	__u32 ioff = 0, il4 = 0;
-	__u8 cb[2];
-	int v4 = (p->present & TSBPF_HAS_IPV4) != 0;
+	int r;
 
-	if (tsbpf_fct_quoted(skb, p, it, &ioff, &il4))
+	if (tsbpf_icmperr_quoted(skb, TSBPF_HOOK_TC, p, &cs->it, &ioff, &il4))
 		return TC_ACT_OK;
 	e = bpf_map_lookup_elem(&tsbpf_ct, &cs->key);
 	if (!e || e->role != TSBPF_CT_PRIMARY)
 		return TC_ACT_OK;
-	if (tsbpf_tuple_eq(it, &e->x))
-		__builtin_memcpy(to, &e->o, sizeof(*to)); /* about the original direction: the error goes to the client */
-	else if (tsbpf_tuple_rev_eq(it, &e->o))
-		tsbpf_tuple_reverse(to, &e->x); /* about a reply: the error goes to the server */
-	else
+	if (tsbpf_icmperr_target(&cs->it, e, &cs->ito) || tsbpf_tuple_eq(&cs->it, &cs->ito))
 		return TC_ACT_OK;
-	to->icmp = it->icmp;
-	if (tsbpf_tuple_eq(it, to))
-		return TC_ACT_OK;
-
-	__u16 icmpc = p->l4_csum, ipc = 0, l4c = 0;
-	__u32 ipc_at = ioff + 10, l4c_at = 0;
-	int pseudo = 0, keep_zero = 0;
-	if (v4) {
-		if (bpf_skb_load_bytes(skb, ipc_at, cb, 2))
-			return TC_ACT_OK;
-		ipc = tsbpf_be16(cb);
+	r = tsbpf_icmperr_rewrite(skb, TSBPF_HOOK_TC, p, &cs->t, &cs->to, &cs->it, &cs->ito, ioff, il4);
+	if (r < 0) {
+		tsbpf_fct_stat(TSBPF_FCT_ST_ERROR);
+		return TC_ACT_SHOT;
 	}
-	if (it->proto == TSBPF_IPPROTO_TCP)
-		l4c_at = il4 + 16, pseudo = 1;
-	else if (it->proto == TSBPF_IPPROTO_UDP)
-		l4c_at = il4 + 6, pseudo = 1, keep_zero = 1;
-	else
-		l4c_at = il4 + 2, pseudo = it->family == 6;
-	if (l4c_at + 2 > p->len || bpf_skb_load_bytes(skb, l4c_at, cb, 2)) {
-		l4c_at = 0; /* not quoted: nothing to keep */
-		pseudo = 0;
-	} else {
-		l4c = tsbpf_be16(cb);
-		if (keep_zero && l4c == 0)
-			pseudo = 0;
-	}
-	__u16 ipc0 = ipc, l4c0 = l4c;
-	__u16 *l4cp = &l4c;
-	if (!tsbpf_addr_eq(it->src, to->src) &&
-	    tsbpf_fct_quoted_addr(skb, ioff + (v4 ? 12 : 8), it->src, to->src, v4, &ipc, l4cp, pseudo, &icmpc))
-		goto fail;
-	if (!tsbpf_addr_eq(it->dst, to->dst) &&
-	    tsbpf_fct_quoted_addr(skb, ioff + (v4 ? 16 : 24), it->dst, to->dst, v4, &ipc, l4cp, pseudo, &icmpc))
-		goto fail;
-	{
-		__u16 dummy = 0;
-		__u16 *pc = l4c_at ? l4cp : &dummy;
-		if (it->icmp) {
-			__u16 oid = it->icmp == TSBPF_CT_ICMP_ECHO_REQ ? it->sport : it->dport;
-			__u16 nid = it->icmp == TSBPF_CT_ICMP_ECHO_REQ ? to->sport : to->dport;
-			if (tsbpf_fct_quoted_port(skb, il4 + 4, oid, nid, pc, &icmpc))
-				goto fail;
-		} else {
-			if (keep_zero && l4c0 == 0)
-				pc = &dummy;
-			if (tsbpf_fct_quoted_port(skb, il4, it->sport, to->sport, pc, &icmpc) ||
-			    tsbpf_fct_quoted_port(skb, il4 + 2, it->dport, to->dport, pc, &icmpc))
-				goto fail;
-		}
-	}
-	if (l4c_at && l4c != l4c0) {
-		if (keep_zero && l4c == 0)
-			l4c = 0xffff;
-		icmpc = tsbpf_nat_csum_upd16(icmpc, l4c0, l4c);
-		tsbpf_put16(cb, l4c);
-		if (bpf_skb_store_bytes(skb, l4c_at, cb, 2, 0))
-			goto fail;
-	}
-	if (v4 && ipc != ipc0) {
-		icmpc = tsbpf_nat_csum_upd16(icmpc, ipc0, ipc);
-		tsbpf_put16(cb, ipc);
-		if (bpf_skb_store_bytes(skb, ipc_at, cb, 2, 0))
-			goto fail;
-	}
-	tsbpf_put16(cb, icmpc);
-	if (bpf_skb_store_bytes(skb, (__u32)p->l4_off + 2, cb, 2, 0))
-		goto fail;
-	{
-		struct tsbpf_tuple *outer = &cs->t;
-		__builtin_memcpy(&cs->to, outer, sizeof(cs->to));
-		if (tsbpf_addr_eq(outer->dst, it->src))
-			__builtin_memcpy(cs->to.dst, to->src, 16);
-		if (tsbpf_addr_eq(outer->src, it->dst))
-			__builtin_memcpy(cs->to.src, to->dst, 16);
-		if (tsbpf_nat_addr(skb, p, 0, outer->src, cs->to.src) || tsbpf_nat_addr(skb, p, 1, outer->dst, cs->to.dst))
-			goto fail;
-	}
-	tsbpf_fct_stat(TSBPF_FCT_ST_ICMP_XLATE);
+	if (r == 0)
+		tsbpf_fct_stat(TSBPF_FCT_ST_ICMP_XLATE);
 	return TC_ACT_OK;
-fail:
-	tsbpf_fct_stat(TSBPF_FCT_ST_ERROR);
-	return TC_ACT_SHOT;
 }
 
 /* The first packet of a connection, accepted: its entry (with the rule's NAT) and its translation. */
@@ -622,11 +365,7 @@ static __always_inline int tsbpf_fct_new(struct __sk_buff *skb, const struct tsb
 	ent->mark = cs->mark;
 	tsbpf_ct_key_of(&cs->key, t);
 	if (cs->nr.kind == TSBPF_NAT_DNAT && cs->nr.family == t->family) {
-		tsbpf_nat_pick_addr(ent->x.dst, &cs->nr, hash);
-		if (cs->nr.port_min || cs->nr.port_max) {
-			__u32 span = (__u32)cs->nr.port_max - cs->nr.port_min + 1;
-			ent->x.dport = (__u16)(cs->nr.port_min + hash % span);
-		}
+		tsbpf_nat_dnat_to(&ent->x, &cs->nr, hash);
 		if (!tsbpf_tuple_eq(&ent->x, t)) {
 			ent->flags |= TSBPF_CTF_DNAT;
 			ent->nat_rule = cs->nat_rule;
@@ -655,14 +394,8 @@ static __always_inline int tsbpf_fct_new(struct __sk_buff *skb, const struct tsb
 		pre->dport = ent->x.dport;
 		tsbpf_ct_key_of(&cs->key2, pre);
 		if (!tsbpf_ct_key_eq(&cs->key2, &cs->key)) {
-			__builtin_memset(&cs->alias, 0, sizeof(cs->alias));
-			cs->alias.role = TSBPF_CT_ALIAS;
-			cs->alias.family = t->family;
-			cs->alias.proto = t->proto;
-			cs->alias.created_ns = now;
-			__builtin_memcpy(&cs->alias.primary, &cs->key, sizeof(cs->key));
-			if (bpf_map_update_elem(&tsbpf_ct, &cs->key2, &cs->alias, BPF_NOEXIST) &&
-			    !(tsbpf_ct_key_free(&cs->key2, &cs->key, now) && bpf_map_update_elem(&tsbpf_ct, &cs->key2, &cs->alias, BPF_ANY) == 0)) {
+			tsbpf_ct_alias_init(&cs->alias, &cs->key, t, now);
+			if (tsbpf_ct_reserve(&cs->key2, &cs->alias, now)) {
 				tsbpf_fct_stat(TSBPF_FCT_ST_CLASH);
 				return TC_ACT_SHOT;
 			}

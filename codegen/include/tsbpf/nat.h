@@ -254,6 +254,108 @@ static __always_inline int tsbpf_nat_rewrite(struct __sk_buff *skb, const struct
 	}
 }
 
+/* For a tc or an XDP program (hk: TSBPF_HOOK_TC or TSBPF_HOOK_XDP, a constant). */
+
+/* Read n bytes (a constant) at off: the helper at tc (non-linear skbs too), the frame at XDP. */
+static __always_inline int tsbpf_nat_load_hk(void *ctx, const int hk, __u32 off, void *to, const __u32 n)
+{
+	struct tsbpf_cursor c;
+
+	if (hk == TSBPF_HOOK_TC)
+		return bpf_skb_load_bytes(ctx, off, to, n);
+	tsbpf_cursor_init(&c, ctx, hk);
+	if (off > TSBPF_MAX_HDR_OFF)
+		return -1;
+	asm volatile("" : "+r"(off));
+	off &= TSBPF_MAX_HDR_OFF;
+	if (c.data + off + n > c.data_end)
+		return -1;
+	__builtin_memcpy(to, c.data + off, n);
+	return 0;
+}
+
+/* Write n bytes (a constant) at off. */
+static __always_inline int tsbpf_nat_store_hk(void *ctx, const int hk, __u32 off, const void *from, const __u32 n)
+{
+	struct tsbpf_cursor c;
+
+	if (hk == TSBPF_HOOK_TC)
+		return bpf_skb_store_bytes(ctx, off, from, n, 0);
+	tsbpf_cursor_init(&c, ctx, hk);
+	if (off > TSBPF_MAX_HDR_OFF)
+		return -1;
+	asm volatile("" : "+r"(off));
+	off &= TSBPF_MAX_HDR_OFF;
+	if (c.data + off + n > c.data_end)
+		return -1;
+	__builtin_memcpy(c.data + off, from, n);
+	return 0;
+}
+
+/*
+ * XDP: the L4 checksum at `cf` (tsbpf_nat_csum_field) for an address change
+ * (pseudo: covered by the pseudo-header) and port changes, with the
+ * arithmetic of bpf_l4_csum_replace on a full checksum; UDP's zero stays zero.
+ */
+static __always_inline int tsbpf_nat_xdp_l4(void *ctx, const struct tsbpf_pkt *p, const __u32 *old, const __u32 *new_, int naddr,
+					    __u16 oport, __u16 nport)
+{
+	__u32 cf = tsbpf_nat_csum_field(p);
+	int udp = (p->present & TSBPF_HAS_UDP) != 0;
+	__u8 b[2];
+	__u16 c;
+
+	if (!cf)
+		return oport == nport ? 0 : -1;
+	if (tsbpf_nat_load_hk(ctx, TSBPF_HOOK_XDP, p->l4_off + cf, b, 2))
+		return -1;
+	c = tsbpf_be16(b);
+	if (udp && c == 0)
+		return 0;
+	/* ICMP has no pseudo-header. */
+	if (!(p->present & TSBPF_HAS_ICMP)) {
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			if (i < naddr)
+				c = tsbpf_nat_csum_upd32(c, old[i], new_[i]);
+		}
+	}
+	if (oport != nport)
+		c = tsbpf_nat_csum_upd16(c, oport, nport);
+	if (udp && c == 0)
+		c = 0xffff;
+	tsbpf_put16(b, c);
+	return tsbpf_nat_store_hk(ctx, TSBPF_HOOK_XDP, p->l4_off + cf, b, 2);
+}
+
+/* tsbpf_nat_addr for tc and XDP: rewrite the source (dst = 0) or destination address; checksums follow. */
+static __always_inline int tsbpf_nat_addr_hk(void *ctx, const int hk, const struct tsbpf_pkt *p, int dst, const __u32 *old, const __u32 *new_)
+{
+	__u8 b[16];
+	__u32 l3 = p->l3_off;
+
+	if (hk == TSBPF_HOOK_TC)
+		return tsbpf_nat_addr(ctx, p, dst, old, new_);
+	if (tsbpf_addr_eq(old, new_))
+		return 0;
+	if (tsbpf_nat_xdp_l4(ctx, p, old, new_, (p->present & TSBPF_HAS_IPV4) ? 1 : 4, 0, 0))
+		return -1;
+	if (p->present & TSBPF_HAS_IPV4) {
+		__u8 c[2];
+		if (tsbpf_nat_load_hk(ctx, hk, l3 + 10, c, 2))
+			return -1;
+		tsbpf_put16(c, tsbpf_nat_csum_upd32(tsbpf_be16(c), old[0], new_[0]));
+		tsbpf_put32(b, new_[0]);
+		if (tsbpf_nat_store_hk(ctx, hk, l3 + 10, c, 2))
+			return -1;
+		return tsbpf_nat_store_hk(ctx, hk, l3 + (dst ? 16 : 12), b, 4);
+	}
+#pragma unroll
+	for (int i = 0; i < 4; i++)
+		tsbpf_put32(b + 4 * i, new_[i]);
+	return tsbpf_nat_store_hk(ctx, hk, l3 + (dst ? 24 : 8), b, 16);
+}
+
 /* Address a in net/mask (all four words). */
 static __always_inline int tsbpf_nat_in_net(const __u32 *a, const __u32 *net, const __u32 *mask)
 {
@@ -284,6 +386,47 @@ struct tsbpf_nat_match_ctx {
 	__u32 kinds;
 	__u32 found; /* 1 + rule index, 0: none */
 };
+
+/* DNAT rule r for a new connection: x->dst (and x->dport when the rule has ports) from the flow hash. */
+static __always_inline void tsbpf_nat_dnat_to(struct tsbpf_tuple *x, const struct tsbpf_nat_rule *r, __u32 hash)
+{
+	tsbpf_nat_pick_addr(x->dst, r, hash);
+	if (r->port_min || r->port_max) {
+		__u32 span = (__u32)r->port_max - r->port_min + 1;
+		x->dport = (__u16)(r->port_min + hash % span);
+	}
+}
+
+/*
+ * SNAT or masquerade rule r for connection x leaving through ifindex: *to is
+ * x with the new source address, [*pmin, *pmax] the source ports to allocate
+ * from. -1: masquerade, and the interface has no address of x's family.
+ */
+static __always_inline int tsbpf_nat_snat_to(struct tsbpf_tuple *to, const struct tsbpf_tuple *x, const struct tsbpf_nat_rule *r, __u32 ifindex,
+					     __u32 hash, __u16 *pmin, __u16 *pmax)
+{
+	__builtin_memcpy(to, x, sizeof(*x));
+	if (r->kind == TSBPF_NAT_MASQUERADE) {
+		struct tsbpf_nat_ifaddr *ia = bpf_map_lookup_elem(&tsbpf_nat_ifaddr, &ifindex);
+		if (!ia || (x->family == 4 ? !ia->has4 : !ia->has6))
+			return -1;
+		if (x->family == 4) {
+			to->src[0] = ia->v4;
+			to->src[1] = to->src[2] = to->src[3] = 0;
+		} else {
+			__builtin_memcpy(to->src, ia->v6, 16);
+		}
+	} else {
+		tsbpf_nat_pick_addr(to->src, r, hash);
+	}
+	*pmin = r->port_min;
+	*pmax = r->port_max;
+	if (*pmin == 0 && *pmax == 0) {
+		*pmin = x->icmp ? 0 : 1024;
+		*pmax = 65535;
+	}
+	return 0;
+}
 
 static long tsbpf_nat_match_cb(__u32 i, void *data)
 {

@@ -22,6 +22,7 @@
 #include <tsbpf/csum.h>
 #include <tsbpf/ct.h>
 #include <tsbpf/nat.h>
+#include <tsbpf/icmperr.h>
 #include <tsbpf/lb.h>
 
 #include <bpf/bpf_core_read.h>
@@ -162,106 +163,6 @@ static __always_inline __u32 tsbpf_svc_ifindex(void *ctx, const int hk)
 	return ((struct __sk_buff *)ctx)->ifindex;
 }
 
-/* Read n bytes (a constant) at off: the helper at tc (non-linear skbs too), the frame at XDP. */
-static __always_inline int tsbpf_svc_load(void *ctx, const int hk, __u32 off, void *to, const __u32 n)
-{
-	struct tsbpf_cursor c;
-
-	if (hk == TSBPF_HOOK_TC)
-		return bpf_skb_load_bytes(ctx, off, to, n);
-	tsbpf_cursor_init(&c, ctx, hk);
-	if (off > TSBPF_MAX_HDR_OFF)
-		return -1;
-	asm volatile("" : "+r"(off));
-	off &= TSBPF_MAX_HDR_OFF;
-	if (c.data + off + n > c.data_end)
-		return -1;
-	__builtin_memcpy(to, c.data + off, n);
-	return 0;
-}
-
-/* Write n bytes (a constant) at off. */
-static __always_inline int tsbpf_svc_store(void *ctx, const int hk, __u32 off, const void *from, const __u32 n)
-{
-	struct tsbpf_cursor c;
-
-	if (hk == TSBPF_HOOK_TC)
-		return bpf_skb_store_bytes(ctx, off, from, n, 0);
-	tsbpf_cursor_init(&c, ctx, hk);
-	if (off > TSBPF_MAX_HDR_OFF)
-		return -1;
-	asm volatile("" : "+r"(off));
-	off &= TSBPF_MAX_HDR_OFF;
-	if (c.data + off + n > c.data_end)
-		return -1;
-	__builtin_memcpy(c.data + off, from, n);
-	return 0;
-}
-
-/*
- * XDP: the L4 checksum at `cf` (tsbpf_nat_csum_field) for an address change
- * (pseudo: covered by the pseudo-header) and port changes, with the
- * arithmetic of bpf_l4_csum_replace on a full checksum; UDP's zero stays zero.
- */
-static __always_inline int tsbpf_svc_xdp_l4(void *ctx, const struct tsbpf_pkt *p, const __u32 *old, const __u32 *new_, int naddr,
-					    __u16 oport, __u16 nport)
-{
-	__u32 cf = tsbpf_nat_csum_field(p);
-	int udp = (p->present & TSBPF_HAS_UDP) != 0;
-	__u8 b[2];
-	__u16 c;
-
-	if (!cf)
-		return oport == nport ? 0 : -1;
-	if (tsbpf_svc_load(ctx, TSBPF_HOOK_XDP, p->l4_off + cf, b, 2))
-		return -1;
-	c = tsbpf_be16(b);
-	if (udp && c == 0)
-		return 0;
-	/* ICMP has no pseudo-header. */
-	if (!(p->present & TSBPF_HAS_ICMP)) {
-#pragma unroll
-		for (int i = 0; i < 4; i++) {
-			if (i < naddr)
-				c = tsbpf_nat_csum_upd32(c, old[i], new_[i]);
-		}
-	}
-	if (oport != nport)
-		c = tsbpf_nat_csum_upd16(c, oport, nport);
-	if (udp && c == 0)
-		c = 0xffff;
-	tsbpf_put16(b, c);
-	return tsbpf_svc_store(ctx, TSBPF_HOOK_XDP, p->l4_off + cf, b, 2);
-}
-
-/* tsbpf_nat_addr for tc and XDP: rewrite the source (dst = 0) or destination address; checksums follow. */
-static __always_inline int tsbpf_svc_nat_addr(void *ctx, const int hk, const struct tsbpf_pkt *p, int dst, const __u32 *old, const __u32 *new_)
-{
-	__u8 b[16];
-	__u32 l3 = p->l3_off;
-
-	if (hk == TSBPF_HOOK_TC)
-		return tsbpf_nat_addr(ctx, p, dst, old, new_);
-	if (tsbpf_addr_eq(old, new_))
-		return 0;
-	if (tsbpf_svc_xdp_l4(ctx, p, old, new_, (p->present & TSBPF_HAS_IPV4) ? 1 : 4, 0, 0))
-		return -1;
-	if (p->present & TSBPF_HAS_IPV4) {
-		__u8 c[2];
-		if (tsbpf_svc_load(ctx, hk, l3 + 10, c, 2))
-			return -1;
-		tsbpf_put16(c, tsbpf_nat_csum_upd32(tsbpf_be16(c), old[0], new_[0]));
-		tsbpf_put32(b, new_[0]);
-		if (tsbpf_svc_store(ctx, hk, l3 + 10, c, 2))
-			return -1;
-		return tsbpf_svc_store(ctx, hk, l3 + (dst ? 16 : 12), b, 4);
-	}
-#pragma unroll
-	for (int i = 0; i < 4; i++)
-		tsbpf_put32(b + 4 * i, new_[i]);
-	return tsbpf_svc_store(ctx, hk, l3 + (dst ? 24 : 8), b, 16);
-}
-
 /* tsbpf_nat_rewrite for tc and XDP: turn the packet whose tuple is `from` into `to`. */
 static __always_inline int tsbpf_svc_rewrite(void *ctx, const int hk, const struct tsbpf_pkt *p, const struct tsbpf_tuple *from,
 					     const struct tsbpf_tuple *to)
@@ -270,25 +171,25 @@ static __always_inline int tsbpf_svc_rewrite(void *ctx, const int hk, const stru
 
 	if (hk == TSBPF_HOOK_TC)
 		return tsbpf_nat_rewrite(ctx, p, from, to);
-	if (tsbpf_svc_nat_addr(ctx, hk, p, 0, from->src, to->src) || tsbpf_svc_nat_addr(ctx, hk, p, 1, from->dst, to->dst))
+	if (tsbpf_nat_addr_hk(ctx, hk, p, 0, from->src, to->src) || tsbpf_nat_addr_hk(ctx, hk, p, 1, from->dst, to->dst))
 		return -1;
 	if (from->icmp) {
 		__u16 o = from->icmp == TSBPF_CT_ICMP_ECHO_REQ ? from->sport : from->dport;
 		__u16 n = from->icmp == TSBPF_CT_ICMP_ECHO_REQ ? to->sport : to->dport;
 		if (o == n)
 			return 0;
-		if (tsbpf_svc_xdp_l4(ctx, p, 0, 0, 0, o, n))
+		if (tsbpf_nat_xdp_l4(ctx, p, 0, 0, 0, o, n))
 			return -1;
 		tsbpf_put16(b, n);
-		return tsbpf_svc_store(ctx, hk, p->l4_off + 4, b, 2);
+		return tsbpf_nat_store_hk(ctx, hk, p->l4_off + 4, b, 2);
 	}
 	if (from->sport == to->sport && from->dport == to->dport)
 		return 0;
-	if (tsbpf_svc_xdp_l4(ctx, p, 0, 0, 0, from->sport, to->sport) || tsbpf_svc_xdp_l4(ctx, p, 0, 0, 0, from->dport, to->dport))
+	if (tsbpf_nat_xdp_l4(ctx, p, 0, 0, 0, from->sport, to->sport) || tsbpf_nat_xdp_l4(ctx, p, 0, 0, 0, from->dport, to->dport))
 		return -1;
 	tsbpf_put16(b, to->sport);
 	tsbpf_put16(b + 2, to->dport);
-	return tsbpf_svc_store(ctx, hk, p->l4_off, b, 4);
+	return tsbpf_nat_store_hk(ctx, hk, p->l4_off, b, 4);
 }
 
 /*
@@ -369,69 +270,6 @@ full:
 	tsbpf_parse(ctx, hook, p);
 }
 
-/* Build the packet's tuple: 0 a connection packet, 1 an ICMP error, -1 untracked. */
-static __always_inline int tsbpf_svc_tuple(void *ctx, const int hk, const struct tsbpf_pkt *p, struct tsbpf_tuple *t)
-{
-	__u8 idb[2];
-	__u16 id;
-
-	__builtin_memset(t, 0, sizeof(*t));
-	if (p->present & TSBPF_HAS_IPV4) {
-		t->family = 4;
-		t->src[0] = p->ip4_src;
-		t->dst[0] = p->ip4_dst;
-	} else if (p->present & TSBPF_HAS_IPV6) {
-		t->family = 6;
-#pragma unroll
-		for (int i = 0; i < 4; i++) {
-			t->src[i] = p->ip6_src[i];
-			t->dst[i] = p->ip6_dst[i];
-		}
-	} else {
-		return -1;
-	}
-	t->proto = p->proto;
-	if (p->present & (TSBPF_HAS_TCP | TSBPF_HAS_UDP)) {
-		t->sport = p->sport;
-		t->dport = p->dport;
-		return 0;
-	}
-	if (!(p->present & (TSBPF_HAS_ICMP | TSBPF_HAS_ICMPV6)))
-		return -1;
-	{
-		int v4 = p->present & TSBPF_HAS_ICMP;
-		__u8 ty = p->icmp_type;
-		int req = v4 ? ty == 8 : ty == 128;
-		int rep = v4 ? ty == 0 : ty == 129;
-		if (req || rep) {
-			if ((__u32)p->l4_off + 8 > p->len || tsbpf_svc_load(ctx, hk, p->l4_off + 4, idb, 2))
-				return -1;
-			id = tsbpf_be16(idb);
-			t->icmp = req ? TSBPF_CT_ICMP_ECHO_REQ : TSBPF_CT_ICMP_ECHO_REP;
-			if (req)
-				t->sport = id;
-			else
-				t->dport = id;
-			return 0;
-		}
-		if (v4 ? (ty == 3 || ty == 11 || ty == 12) : (ty >= 1 && ty <= 4))
-			return 1;
-	}
-	return -1;
-}
-
-/* The translated tuple, on the alias entry template for primary key *pkey. */
-static __always_inline void tsbpf_svc_alias_init(struct tsbpf_ct_entry *a, const struct tsbpf_ct_key *pkey, const struct tsbpf_tuple *t,
-						 __u64 now)
-{
-	__builtin_memset(a, 0, sizeof(*a));
-	a->role = TSBPF_CT_ALIAS;
-	a->family = t->family;
-	a->proto = t->proto;
-	a->created_ns = now;
-	__builtin_memcpy(&a->primary, pkey, sizeof(*pkey));
-}
-
 /*
  * SNAT/masquerade rules for a connection leaving through `ifindex`: on the
  * first rule that matches, reserve a source (address, port) and set *x.
@@ -451,29 +289,13 @@ static __always_inline int tsbpf_svc_snat(struct tsbpf_svc_scratch *s, const str
 	r = bpf_map_lookup_elem(&tsbpf_nat_rules, &i);
 	if (!r)
 		return 0;
-	__builtin_memcpy(&s->to, x, sizeof(*x));
-	if (r->kind == TSBPF_NAT_MASQUERADE) {
-		struct tsbpf_nat_ifaddr *ia = bpf_map_lookup_elem(&tsbpf_nat_ifaddr, &ifindex);
-		if (!ia || (x->family == 4 ? !ia->has4 : !ia->has6)) {
-			tsbpf_svc_stat(TSBPF_SVC_NO_IFADDR);
-			return 0;
-		}
-		if (x->family == 4) {
-			s->to.src[0] = ia->v4;
-			s->to.src[1] = s->to.src[2] = s->to.src[3] = 0;
-		} else {
-			__builtin_memcpy(s->to.src, ia->v6, 16);
-		}
-	} else {
-		tsbpf_nat_pick_addr(s->to.src, r, hash);
-	}
-	__u16 pmin = r->port_min, pmax = r->port_max;
-	if (pmin == 0 && pmax == 0) {
-		pmin = x->icmp ? 0 : 1024;
-		pmax = 65535;
+	__u16 pmin, pmax;
+	if (tsbpf_nat_snat_to(&s->to, x, r, ifindex, hash, &pmin, &pmax)) {
+		tsbpf_svc_stat(TSBPF_SVC_NO_IFADDR);
+		return 0;
 	}
 	*rule = i;
-	tsbpf_svc_alias_init(&s->alias, pkey, x, now);
+	tsbpf_ct_alias_init(&s->alias, pkey, x, now);
 	if (tsbpf_nat_alloc(&s->to, &s->key2, &s->alias, pmin, pmax, x->sport, hash, now))
 		return -1;
 	__builtin_memcpy(x, &s->to, sizeof(*x));
@@ -493,23 +315,9 @@ static __always_inline int tsbpf_svc_dnat(const struct tsbpf_ct_config *cfg, str
 	r = bpf_map_lookup_elem(&tsbpf_nat_rules, &i);
 	if (!r)
 		return 0;
-	tsbpf_nat_pick_addr(x->dst, r, hash);
-	if (r->port_min || r->port_max) {
-		__u32 span = (__u32)r->port_max - r->port_min + 1;
-		x->dport = (__u16)(r->port_min + hash % span);
-	}
+	tsbpf_nat_dnat_to(x, r, hash);
 	*rule = i;
 	return 1;
-}
-
-/* Insert the alias of key *k unless it is held by a live connection; 0 on success. */
-static __always_inline int tsbpf_svc_reserve(struct tsbpf_ct_key *k, struct tsbpf_ct_entry *alias, __u64 now)
-{
-	if (bpf_map_update_elem(&tsbpf_ct, k, alias, BPF_NOEXIST) == 0)
-		return 0;
-	if (tsbpf_ct_key_free(k, &alias->primary, now) && bpf_map_update_elem(&tsbpf_ct, k, alias, BPF_ANY) == 0)
-		return 0;
-	return -1;
 }
 
 /* The tuple a packet of the original direction leaves this hook with. */
@@ -741,7 +549,7 @@ static __always_inline int tsbpf_svc_new(void *ctx, const int hk, struct tsbpf_s
 		if (tsbpf_addr_eq(b->addr, t->src)) {
 			__builtin_memcpy(&s->ito, &ent->x, sizeof(s->ito));
 			__builtin_memcpy(s->ito.src, t->dst, 16);
-			tsbpf_svc_alias_init(&s->alias, &s->key, t, now);
+			tsbpf_ct_alias_init(&s->alias, &s->key, t, now);
 			if (tsbpf_nat_alloc(&s->ito, &s->key2, &s->alias, 1024, 65535, t->sport, hash, now)) {
 				tsbpf_svc_stat(TSBPF_SVC_DROP_NAT_EXHAUSTED);
 				tsbpf_svc_event(TSBPF_SVC_EV_NAT_EXHAUSTED, t, ifindex, svc->id, 0xffffffff);
@@ -792,8 +600,8 @@ static __always_inline int tsbpf_svc_new(void *ctx, const int hk, struct tsbpf_s
 		pre->dport = ent->x.dport;
 		tsbpf_ct_key_of(&s->key2, pre);
 		if (!tsbpf_ct_key_eq(&s->key2, &s->key)) {
-			tsbpf_svc_alias_init(&s->alias, &s->key, t, now);
-			if (tsbpf_svc_reserve(&s->key2, &s->alias, now)) {
+			tsbpf_ct_alias_init(&s->alias, &s->key, t, now);
+			if (tsbpf_ct_reserve(&s->key2, &s->alias, now)) {
 				tsbpf_svc_stat(TSBPF_SVC_DROP_CLASH);
 				tsbpf_svc_event(TSBPF_SVC_EV_CLASH, t, ifindex, ent->svc_id, 0xffffffff);
 				return TSBPF_SVC_DROP(hk);
@@ -811,218 +619,35 @@ static __always_inline int tsbpf_svc_new(void *ctx, const int hk, struct tsbpf_s
 	return tsbpf_svc_apply(ctx, hk, s);
 }
 
-/*
- * Read the packet an ICMP error quotes into *it (its tuple as it was sent).
- * Offsets out: *ioff the quoted IP header, *il4 its L4 header. 0 on success.
- */
-static __always_inline int tsbpf_svc_quoted(void *ctx, const int hk, const struct tsbpf_pkt *p, struct tsbpf_tuple *it, __u32 *ioff, __u32 *il4)
-{
-	__u8 h[40];
-	__u8 l4[8];
-	__u32 off = (__u32)p->l4_off + 8;
-
-	__builtin_memset(it, 0, sizeof(*it));
-	if (off > TSBPF_MAX_HDR_OFF)
-		return -1;
-	if (p->present & TSBPF_HAS_IPV4) {
-		__u32 ihl;
-		if (off + 20 > p->len || tsbpf_svc_load(ctx, hk, off, h, 20))
-			return -1;
-		ihl = h[0] & 0xf;
-		if ((h[0] >> 4) != 4 || ihl < 5)
-			return -1;
-		if (tsbpf_be16(h + 6) & 0x1fff)
-			return -1; /* a non-first fragment has no ports to match */
-		it->family = 4;
-		it->proto = h[9];
-		it->src[0] = tsbpf_be32(h + 12);
-		it->dst[0] = tsbpf_be32(h + 16);
-		*il4 = off + ihl * 4;
-	} else {
-		if (off + 40 > p->len || tsbpf_svc_load(ctx, hk, off, h, 40))
-			return -1;
-		if ((h[0] >> 4) != 6)
-			return -1;
-		it->family = 6;
-		it->proto = h[6];
-#pragma unroll
-		for (int i = 0; i < 4; i++) {
-			it->src[i] = tsbpf_be32(h + 8 + 4 * i);
-			it->dst[i] = tsbpf_be32(h + 24 + 4 * i);
-		}
-		*il4 = off + 40;
-	}
-	*ioff = off;
-	if (*il4 > TSBPF_MAX_HDR_OFF || *il4 + 8 > p->len || tsbpf_svc_load(ctx, hk, *il4, l4, 8))
-		return -1;
-	if (it->proto == TSBPF_IPPROTO_TCP || it->proto == TSBPF_IPPROTO_UDP) {
-		it->sport = tsbpf_be16(l4);
-		it->dport = tsbpf_be16(l4 + 2);
-		return 0;
-	}
-	if ((it->family == 4 && it->proto == TSBPF_IPPROTO_ICMP) || (it->family == 6 && it->proto == TSBPF_IPPROTO_ICMPV6)) {
-		__u8 ty = l4[0];
-		__u16 id = tsbpf_be16(l4 + 4);
-		if (ty == (it->family == 4 ? 8 : 128)) {
-			it->icmp = TSBPF_CT_ICMP_ECHO_REQ;
-			it->sport = id;
-			return 0;
-		}
-		if (ty == (it->family == 4 ? 0 : 129)) {
-			it->icmp = TSBPF_CT_ICMP_ECHO_REP;
-			it->dport = id;
-			return 0;
-		}
-	}
-	return -1;
-}
-
-/* Rewrite one quoted address word-by-word: the inner L4 checksum (pseudo-header) and the ICMP checksum follow. */
-static __always_inline int tsbpf_svc_quoted_addr(void *ctx, const int hk, __u32 at, const __u32 *old, const __u32 *new_, int v4, __u16 *ipc,
-						 __u16 *l4c, int pseudo, __u16 *icmpc)
-{
-	__u8 b[16];
-	int n = v4 ? 1 : 4;
-#pragma unroll
-	for (int i = 0; i < 4; i++) {
-		if (i >= n)
-			continue;
-		if (v4)
-			*ipc = tsbpf_nat_csum_upd32(*ipc, old[i], new_[i]);
-		if (pseudo)
-			*l4c = tsbpf_nat_csum_upd32(*l4c, old[i], new_[i]);
-		*icmpc = tsbpf_nat_csum_upd32(*icmpc, old[i], new_[i]);
-		tsbpf_put32(b + 4 * i, new_[i]);
-	}
-	return v4 ? tsbpf_svc_store(ctx, hk, at, b, 4) : tsbpf_svc_store(ctx, hk, at, b, 16);
-}
-
-static __always_inline int tsbpf_svc_quoted_port(void *ctx, const int hk, __u32 at, __u16 old, __u16 new_, __u16 *l4c, __u16 *icmpc)
-{
-	__u8 b[2];
-	if (old == new_)
-		return 0;
-	*l4c = tsbpf_nat_csum_upd16(*l4c, old, new_);
-	*icmpc = tsbpf_nat_csum_upd16(*icmpc, old, new_);
-	tsbpf_put16(b, new_);
-	return tsbpf_svc_store(ctx, hk, at, b, 2);
-}
-
-/* An ICMP error (ingress): translate the quoted packet and the outer addresses of a tracked connection. */
+/* An ICMP error (ingress): translate the quoted packet and the outer addresses of a tracked connection (icmperr.h). */
 static __always_inline int tsbpf_svc_icmp_error(void *ctx, const int hk, struct tsbpf_svc_scratch *s, __u64 now)
 {
 	struct tsbpf_pkt *p = &s->pkt;
-	struct tsbpf_tuple *it = &s->it, *to = &s->ito;
 	struct tsbpf_ct_entry *e;
 	__u32 ioff = 0, il4 = 0;
-	__u8 cb[2];
-	int v4 = (p->present & TSBPF_HAS_IPV4) != 0;
+	int r;
 
-	if (tsbpf_svc_quoted(ctx, hk, p, it, &ioff, &il4)) {
+	if (tsbpf_icmperr_quoted(ctx, hk, p, &s->it, &ioff, &il4)) {
 		tsbpf_svc_stat(TSBPF_SVC_CT_INVALID);
 		return TSBPF_SVC_OK(hk);
 	}
-	tsbpf_ct_key_of(&s->key, it);
+	tsbpf_ct_key_of(&s->key, &s->it);
 	e = tsbpf_ct_primary(&s->key, now);
 	if (!e) {
 		tsbpf_svc_stat(TSBPF_SVC_CT_INVALID);
 		return TSBPF_SVC_OK(hk);
 	}
 	tsbpf_svc_stat(TSBPF_SVC_CT_RELATED);
-	/* From what the quoted packet is to what its sender knows it as. */
-	if (tsbpf_tuple_eq(it, &e->x)) {
-		__builtin_memcpy(to, &e->o, sizeof(*to)); /* about the original direction: the error goes to the client */
-	} else if (tsbpf_tuple_rev_eq(it, &e->o)) {
-		tsbpf_tuple_reverse(to, &e->x); /* about a reply: the error goes to the server */
-	} else {
+	if (tsbpf_icmperr_target(&s->it, e, &s->ito) || tsbpf_tuple_eq(&s->it, &s->ito))
 		return TSBPF_SVC_OK(hk);
+	r = tsbpf_icmperr_rewrite(ctx, hk, p, &s->t, &s->to, &s->it, &s->ito, ioff, il4);
+	if (r < 0) {
+		tsbpf_svc_stat(TSBPF_SVC_DROP_ERROR);
+		return TSBPF_SVC_DROP(hk);
 	}
-	to->icmp = it->icmp;
-	if (tsbpf_tuple_eq(it, to))
-		return TSBPF_SVC_OK(hk);
-
-	/* The quoted headers. Checksums: inner IP (v4), inner L4 when quoted, and the ICMP checksum. */
-	__u16 icmpc = p->l4_csum, ipc = 0, l4c = 0;
-	__u32 ipc_at = ioff + 10, l4c_at = 0;
-	int pseudo = 0, keep_zero = 0;
-	if (v4) {
-		if (tsbpf_svc_load(ctx, hk, ipc_at, cb, 2))
-			return TSBPF_SVC_OK(hk);
-		ipc = tsbpf_be16(cb);
-	}
-	if (it->proto == TSBPF_IPPROTO_TCP)
-		l4c_at = il4 + 16, pseudo = 1;
-	else if (it->proto == TSBPF_IPPROTO_UDP)
-		l4c_at = il4 + 6, pseudo = 1, keep_zero = 1;
-	else
-		l4c_at = il4 + 2, pseudo = it->family == 6;
-	if (l4c_at + 2 > p->len || tsbpf_svc_load(ctx, hk, l4c_at, cb, 2)) {
-		l4c_at = 0; /* not quoted: nothing to keep */
-		pseudo = 0;
-	} else {
-		l4c = tsbpf_be16(cb);
-		if (keep_zero && l4c == 0)
-			pseudo = 0;
-	}
-	__u16 ipc0 = ipc, l4c0 = l4c;
-	__u16 *l4cp = &l4c;
-	if (!tsbpf_addr_eq(it->src, to->src) &&
-	    tsbpf_svc_quoted_addr(ctx, hk, ioff + (v4 ? 12 : 8), it->src, to->src, v4, &ipc, l4cp, pseudo, &icmpc))
-		goto fail;
-	if (!tsbpf_addr_eq(it->dst, to->dst) &&
-	    tsbpf_svc_quoted_addr(ctx, hk, ioff + (v4 ? 16 : 24), it->dst, to->dst, v4, &ipc, l4cp, pseudo, &icmpc))
-		goto fail;
-	{
-		/* Ports (or the echo id): the L4 checksum covers them whether or not it covers a pseudo-header. */
-		__u16 dummy = 0;
-		__u16 *pc = l4c_at ? l4cp : &dummy;
-		if (it->icmp) {
-			__u16 oid = it->icmp == TSBPF_CT_ICMP_ECHO_REQ ? it->sport : it->dport;
-			__u16 nid = it->icmp == TSBPF_CT_ICMP_ECHO_REQ ? to->sport : to->dport;
-			if (tsbpf_svc_quoted_port(ctx, hk, il4 + 4, oid, nid, pc, &icmpc))
-				goto fail;
-		} else {
-			if (keep_zero && l4c0 == 0)
-				pc = &dummy;
-			if (tsbpf_svc_quoted_port(ctx, hk, il4, it->sport, to->sport, pc, &icmpc) ||
-			    tsbpf_svc_quoted_port(ctx, hk, il4 + 2, it->dport, to->dport, pc, &icmpc))
-				goto fail;
-		}
-	}
-	if (l4c_at && l4c != l4c0) {
-		if (keep_zero && l4c == 0)
-			l4c = 0xffff;
-		icmpc = tsbpf_nat_csum_upd16(icmpc, l4c0, l4c);
-		tsbpf_put16(cb, l4c);
-		if (tsbpf_svc_store(ctx, hk, l4c_at, cb, 2))
-			goto fail;
-	}
-	if (v4 && ipc != ipc0) {
-		icmpc = tsbpf_nat_csum_upd16(icmpc, ipc0, ipc);
-		tsbpf_put16(cb, ipc);
-		if (tsbpf_svc_store(ctx, hk, ipc_at, cb, 2))
-			goto fail;
-	}
-	tsbpf_put16(cb, icmpc);
-	if (tsbpf_svc_store(ctx, hk, (__u32)p->l4_off + 2, cb, 2))
-		goto fail;
-
-	/* The outer header: the error's sender and receiver as their peers know them. */
-	{
-		struct tsbpf_tuple *outer = &s->t;
-		__builtin_memcpy(&s->to, outer, sizeof(s->to));
-		if (tsbpf_addr_eq(outer->dst, it->src))
-			__builtin_memcpy(s->to.dst, to->src, 16);
-		if (tsbpf_addr_eq(outer->src, it->dst))
-			__builtin_memcpy(s->to.src, to->dst, 16);
-		if (tsbpf_svc_nat_addr(ctx, hk, p, 0, outer->src, s->to.src) || tsbpf_svc_nat_addr(ctx, hk, p, 1, outer->dst, s->to.dst))
-			goto fail;
-	}
-	tsbpf_svc_stat(TSBPF_SVC_ICMP_XLATE);
+	if (r == 0)
+		tsbpf_svc_stat(TSBPF_SVC_ICMP_XLATE);
 	return TSBPF_SVC_OK(hk);
-fail:
-	tsbpf_svc_stat(TSBPF_SVC_DROP_ERROR);
-	return TSBPF_SVC_DROP(hk);
 }
 
 /* The whole datapath for one packet at `hook` (TSBPF_HOOK_INGRESS / TSBPF_HOOK_EGRESS) of a tc or XDP (hk) program. */
@@ -1039,7 +664,7 @@ static __always_inline int tsbpf_svc_run(void *ctx, const int hk, const __u8 hoo
 		return TSBPF_SVC_OK(hk);
 	tsbpf_svc_parse(ctx, hk, &s->pkt);
 	tsbpf_svc_stat(TSBPF_SVC_PACKETS);
-	r = tsbpf_svc_tuple(ctx, hk, &s->pkt, &s->t);
+	r = tsbpf_pkt_tuple(ctx, hk, &s->pkt, &s->t);
 	if (r < 0 || (r == 1 && hook != TSBPF_HOOK_INGRESS)) {
 		tsbpf_svc_stat(TSBPF_SVC_UNTRACKED);
 		return TSBPF_SVC_OK(hk);
@@ -1051,27 +676,9 @@ static __always_inline int tsbpf_svc_run(void *ctx, const int hk, const __u8 hoo
 	tsbpf_ct_key_of(&s->key, &s->t);
 	e = tsbpf_ct_primary(&s->key, now);
 	if (e) {
-		struct tsbpf_tuple *t = &s->t;
-		/* stage: 0 untranslated, 1 between DNAT and SNAT, 2 translated */
-		if (tsbpf_tuple_eq(t, &e->o)) {
-			dir = 0;
-			stage = tsbpf_tuple_eq(t, &e->x) ? 2 : 0;
-		} else if (tsbpf_tuple_eq(t, &e->x)) {
-			dir = 0;
-			stage = 2;
-		} else if ((e->flags & TSBPF_CTF_DNAT) && t->sport == e->o.sport && t->dport == e->x.dport && tsbpf_addr_eq(t->src, e->o.src) &&
-			   tsbpf_addr_eq(t->dst, e->x.dst)) {
-			dir = 0;
-			stage = 1;
-		} else if (tsbpf_tuple_rev_eq(t, &e->x)) {
-			dir = 1;
-			stage = tsbpf_tuple_rev_eq(t, &e->o) ? 2 : 0;
-		} else if (tsbpf_tuple_rev_eq(t, &e->o)) {
-			dir = 1;
-			stage = 2;
-		} else {
+		dir = stage = 0;
+		if (tsbpf_ct_position(&s->t, e, &dir, &stage))
 			e = 0; /* the key is a leftover of another connection */
-		}
 		/* A SYN on a closed connection opens a new one (which may pick another backend). */
 		if (e && dir == 0 && stage == 0 && (s->pkt.present & TSBPF_HAS_TCP) &&
 		    (s->pkt.tcp_flags & (TSBPF_TCP_SYN | TSBPF_TCP_ACK | TSBPF_TCP_RST)) == TSBPF_TCP_SYN &&
