@@ -44,7 +44,7 @@ import {
   writeValue,
   type ClassifyLayout,
 } from '../codegen/classify/plan.js';
-import { classifyRule, CLS_FLAG, CLS_VERDICT, type ClsAction } from '../codegen/classify/rule.js';
+import { classifyRule, classifyRules, CLS_FLAG, CLS_VERDICT, type ClsAction } from '../codegen/classify/rule.js';
 import { RULE_DATA, type RuleData, type RuleLike } from '../sdk/dsl/rule.js';
 import { throwProblems, validateDefinition } from '../sdk/dsl/validate.js';
 import { DslError, TsbpfError } from '../sdk/errors.js';
@@ -146,6 +146,9 @@ interface Pending {
   /** Writes before the switch already laid out as batches (map, keys, values, count). */
   batches?: Array<[map: string, keys: Buffer, values: Buffer, count: number]>;
 }
+
+/** The least spacing addMany leaves between the priorities of its rules (room for later inserts among them). */
+const MIN_BATCH_STEP = 64;
 
 const nextPow2 = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
 
@@ -520,13 +523,13 @@ export class LiveRules {
     const next = chain.rules[index];
     const candidates = [prev?.cls?.block, next?.cls?.block].filter((b): b is LiveBlock => b !== undefined);
     if (candidates.length === 0) reshape(`no classifier block next to where the rules go`);
-    const ks = lrs.map((lr) => {
-      const k = classifyRule(lr.def);
-      if (!k.ok) reshape(`rule '${lr.def.name}' is not classifiable (${k.why})`);
+    // Classified by shape: rules that differ only in their port and address values are classified once.
+    const ks = classifyRules(lrs.map((lr) => lr.def)).map((k, i) => {
+      if (!k.ok) reshape(`rule '${lrs[i]!.def.name}' is not classifiable (${k.why})`);
       return k;
     });
     // Tuple ids of every conjunction, once; the block whose tuple budget they fit.
-    const tupleIdsOf = ks.map((k) => k.conjs.map((c) => tupleId(c)));
+    const tupleIdsOf = ks.map((k) => k.tupleIds ?? k.conjs.map((c) => tupleId(c)));
     const distinct = new Map<string, Conj>();
     ks.forEach((k, i) => k.conjs.forEach((c, j) => distinct.has(tupleIdsOf[i]![j]!) || distinct.set(tupleIdsOf[i]![j]!, c)));
     const added = (b: LiveBlock) => {
@@ -588,30 +591,78 @@ export class LiveRules {
       block.tids.add(tid);
     }
     p.blocks.add(block);
-    if (step < 1) {
-      // Renumber: the block is a contiguous run of its chain; members keep their order, spaced evenly.
+    if (step < MIN_BATCH_STEP) {
+      // No room between the neighbours. The block is a contiguous run of its chain, a..b with the batch at index.
       let a = index;
       while (a > 0 && rules[a - 1]!.cls?.block === block) a--;
       let b = index + n;
       while (b < rules.length && rules[b]!.cls?.block === block) b++;
-      const gap = prioGap(b - a);
-      const first = index - a + 1;
-      prioOfNew = (i) => (first + i) * gap;
+      // The smallest window of members around the batch (doubling) whose outer neighbours leave room for all of it:
+      // only the members in the window move, and with them only their entries (an order-maintenance list).
+      let wa = a;
+      let wb = b;
+      let wlo = 0;
+      let wstep = 0;
+      for (let w = 1; ; w *= 2) {
+        const x = Math.max(a, index - w);
+        const y = Math.min(b, index + n + w);
+        if (x === a && y === b) break;
+        const l = x > a ? rules[x - 1]!.cls!.prio : 0;
+        const h = y < b ? rules[y]!.cls!.prio : PRIO_NONE - 1;
+        const st = Math.floor((h - l) / (y - x + 1));
+        if (st >= MIN_BATCH_STEP) {
+          wa = x;
+          wb = y;
+          wlo = l;
+          wstep = st;
+          break;
+        }
+      }
+      const whole = wa === a && wb === b;
+      // The whole block renumbered: members keep their order, spaced evenly.
+      const gap = whole ? prioGap(b - a) : wstep;
+      const base = whole ? 0 : wlo;
+      const first = index - wa + 1;
+      prioOfNew = (i) => base + (first + i) * gap;
       const prioOf = new Map<number, number>();
-      for (let i = a; i < b; i++) {
+      for (let i = wa; i < wb; i++) {
         const r = rules[i]!;
         if (r.cls) {
-          r.cls.prio = (i - a + 1) * gap;
+          r.cls.prio = base + (i - wa + 1) * gap;
           prioOf.set(r.slot, r.cls.prio);
         }
       }
-      for (const t of block.tuples.values()) t.minPrio = PRIO_NONE;
       const byTid = new Map([...block.tuples.values()].map((t) => [t.tid, t]));
-      for (const [id, e] of block.entries) {
+      // Order is kept, so every list stays sorted with its priorities remapped.
+      const remap = (id: string, e: LiveEntry) => {
         this.#touch(block, id, e, p);
         e.list = e.list.map((x) => ({ prio: prioOf.get(x.slot) ?? x.prio, slot: x.slot }));
-        const t = byTid.get(e.tag & 255);
-        if (t && e.list[0] && e.list[0].prio < t.minPrio) t.minPrio = e.list[0].prio;
+      };
+      if (whole) {
+        for (const t of block.tuples.values()) t.minPrio = PRIO_NONE;
+        for (const [id, e] of block.entries) {
+          remap(id, e);
+          const t = byTid.get(e.tag & 255);
+          if (t && e.list[0] && e.list[0].prio < t.minPrio) t.minPrio = e.list[0].prio;
+        }
+      } else {
+        // The entries of the moved members; a tuple's bound is lowered where a member moved below it.
+        const done = new Set<string>();
+        for (let i = wa; i < wb; i++) {
+          const cls = rules[i]!.cls;
+          if (!cls) continue;
+          cls.conjs.forEach((c, k) => {
+            const tid = cls.tids[k]!;
+            const id = entryId(tagOf(block.id, tid), c);
+            const e = block.entries.get(id);
+            if (e && !done.has(id)) {
+              done.add(id);
+              remap(id, e);
+            }
+            const t = byTid.get(tid);
+            if (t && cls.prio < t.minPrio) t.minPrio = cls.prio;
+          });
+        }
       }
     }
     // Slots, action records and zeroed counters (contiguous buffers, one batch each).
@@ -621,7 +672,7 @@ export class LiveRules {
     const byTid = new Map([...block.tuples.values()].map((t) => [t.tid, t]));
     lrs.forEach((lr, i) => {
       const k = ks[i]!;
-      this.#hint.set(lr, index + i);
+      // No #hint for them: a WeakMap entry each costs more than the scan #indexOf makes when one is looked up.
       this.#byName.set(lr.def.name, lr);
       const slot = this.#free.length ? this.#free.shift()! : this.#nextSlot++;
       lr.slot = slot;

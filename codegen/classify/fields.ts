@@ -100,24 +100,50 @@ export function wideAddr(c: Conj, f: 'src' | 'dst'): boolean {
   return (c[w + 1]! | c[w + 2]! | c[w + 3]!) !== 0;
 }
 
+/** Scratch char codes for the ids below: one String.fromCharCode call, no string concatenation. */
+const CODES: number[] = new Array<number>(4 * WORDS + 2).fill(0);
+
+function codesOf(n: number): string {
+  CODES.length = n;
+  return String.fromCharCode.apply(null, CODES);
+}
+
 /** Identity of the tuple (the masks), as a short string. */
 export function tupleId(c: Conj): string {
-  let s = '';
   for (let i = 0; i < WORDS; i++) {
     const m = c[i]!;
-    s += String.fromCharCode(m & 0xffff, m >>> 16);
+    CODES[2 * i] = m & 0xffff;
+    CODES[2 * i + 1] = m >>> 16;
   }
-  return s;
+  return codesOf(2 * WORDS);
 }
 
 /** Identity of the whole conjunction (masks and values). */
 export function conjId(c: Conj): string {
-  let s = '';
   for (let i = 0; i < 2 * WORDS; i++) {
     const m = c[i]!;
-    s += String.fromCharCode(m & 0xffff, m >>> 16);
+    CODES[2 * i] = m & 0xffff;
+    CODES[2 * i + 1] = m >>> 16;
   }
-  return s;
+  return codesOf(4 * WORDS);
+}
+
+/**
+ * Identity of an entry: the tag, then the values of the words its masks
+ * constrain. The tag names the tuple, so the words left out are the same
+ * ones (and zero) for every entry with that tag.
+ */
+export function maskedId(tag: number, c: Conj): string {
+  CODES[0] = tag & 0xffff;
+  CODES[1] = tag >>> 16;
+  let n = 2;
+  for (let i = 0; i < WORDS; i++) {
+    if (c[i] === 0) continue;
+    const v = c[WORDS + i]!;
+    CODES[n++] = v & 0xffff;
+    CODES[n++] = v >>> 16;
+  }
+  return codesOf(n);
 }
 
 /** Where each field lives in the key struct. */

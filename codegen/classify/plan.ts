@@ -15,7 +15,7 @@
  */
 import { DslError } from '../../sdk/errors.js';
 import type { Definition, RuleDef } from '../../sdk/model.js';
-import { FIELDS, hasField, keyLayout, tupleId, tupleText, wideAddr, WORDS, writeKey, type ClsField, type Conj, type KeyLayout } from './fields.js';
+import { FIELDS, hasField, keyLayout, maskedId, tupleId, tupleText, wideAddr, WORDS, writeKey, type ClsField, type Conj, type KeyLayout } from './fields.js';
 import { classifyRule, CLS_FLAG, type ClsAction } from './rule.js';
 
 /** Tuples a block may have (the bound of the lookup loop). */
@@ -296,12 +296,7 @@ export function tagOf(block: number, tid: number): number {
 
 /** Identity of an entry within the hash: its tag and masked values. */
 export function entryId(tag: number, c: Conj): string {
-  let s = String.fromCharCode(tag & 0xffff, tag >>> 16);
-  for (let i = WORDS; i < 2 * WORDS; i++) {
-    const v = c[i]!;
-    s += String.fromCharCode(v & 0xffff, v >>> 16);
-  }
-  return s;
+  return maskedId(tag, c);
 }
 
 export function writeValue(b: Buffer, at: number, p0: number, s0: number, p1: number, s1: number): void {

@@ -16,7 +16,7 @@
  */
 import { parseCidr } from '../../sdk/addr.js';
 import type { ActionDef, FieldPredicate, MatchExpr, NumField, NumRange, RuleDef } from '../../sdk/model.js';
-import { conjId, FIELDS, hasField, L4_CODE, newConj, PRES, WORD, WORDS, wideAddr, type ClsField, type Conj } from './fields.js';
+import { conjId, FIELDS, hasField, L4_CODE, newConj, PRES, tupleId, WORD, WORDS, wideAddr, type ClsField, type Conj } from './fields.js';
 
 /** A rule whose match needs more entries than this stays linear code. */
 export const MAX_RULE_ENTRIES = 64;
@@ -376,4 +376,116 @@ export function classifyRule(r: RuleDef): Classified {
     if (e instanceof Unclassifiable) return { ok: false, why: e.message };
     throw e;
   }
+}
+
+/**
+ * A rule's match as a shape and its values: predicates whose values only
+ * fill words of a conjunction (one port, one IPv4 CIDR of a given length),
+ * with the rest (presence, and/has structure) as text. Rules of one shape
+ * classify to the same conjunction but for those words. Undefined when the
+ * match is anything else (lists, ranges, or, not, other fields).
+ */
+interface ShapeValues {
+  key: string;
+  /** Pairs of (word, value), the value already masked. */
+  words: number[];
+}
+
+const PORT_WORD: Partial<Record<NumField, number>> = { 'l4.sport': WORD.sport, 'l4.dport': WORD.dport };
+
+function shapeOf(e: MatchExpr, out: ShapeValues): boolean {
+  switch (e.kind) {
+    case 'and':
+      out.key += '(';
+      for (const a of e.args) if (!shapeOf(a, out)) return false;
+      out.key += ')';
+      return true;
+    case 'has':
+      out.key += `h${e.layer},`;
+      return true;
+    case 'num': {
+      const w = PORT_WORD[e.field];
+      const r = e.ranges[0];
+      if (w === undefined || e.ranges.length !== 1 || r![0] !== r![1]) return false;
+      const v = r![0];
+      if (!Number.isInteger(v) || v < 0 || v > 0xffff) return false;
+      for (let i = 0; i < out.words.length; i += 2) if (out.words[i] === w) return false;
+      out.key += `n${e.field},`;
+      out.words.push(w, v);
+      return true;
+    }
+    case 'addr': {
+      if (e.cidrs.length !== 1 || (e.field !== 'ip4.src' && e.field !== 'ip4.dst')) return false;
+      const q = quickCidr4(e.cidrs[0]!);
+      if (!q) return false;
+      const w = e.field === 'ip4.src' ? WORD.src : WORD.dst;
+      for (let i = 0; i < out.words.length; i += 2) if (out.words[i] === w) return false;
+      const m = q.len === 0 ? 0 : (0xffffffff << (32 - q.len)) >>> 0;
+      out.key += `a${e.field}/${q.len},`;
+      out.words.push(w, (q.addr & m) >>> 0);
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
+/** Actions without parameters share their record. */
+const PLAIN_ACTIONS = new Set(['accept', 'drop', 'reject', 'return', 'count']);
+
+/**
+ * classifyRule for many rules, classifying each shape once: rules that
+ * differ only in the ports and IPv4 addresses they test (one value each, in
+ * words no other predicate constrains) get the first one's conjunction with
+ * their values written in. The result equals classifyRule's per rule;
+ * `tupleIds` (the identity of each conjunction's tuple) comes along.
+ */
+export function classifyRules(rules: readonly RuleDef[]): Array<Classified & { tupleIds?: string[] }> {
+  const shapes = new Map<string, { k: Classified & { ok: true }; words: number[]; tupleIds: string[] } | null>();
+  const actions = new Map<string, ClsAction>();
+  const out: Array<Classified & { tupleIds?: string[] }> = [];
+  for (const r of rules) {
+    const sv: ShapeValues = { key: '', words: [] };
+    let plain = '';
+    for (const a of r.actions) {
+      if (!PLAIN_ACTIONS.has(a.kind)) {
+        plain = '';
+        break;
+      }
+      plain += `${a.kind},`;
+    }
+    if (!plain || !shapeOf(r.match, sv)) {
+      out.push(classifyRule(r));
+      continue;
+    }
+    const key = `${plain}|${sv.key}`;
+    let t = shapes.get(key);
+    if (t === undefined) {
+      // The first rule of the shape: classified in full. The shape is a template when it gives one conjunction that keeps every value word whole.
+      const k = classifyRule(r);
+      t = null;
+      if (k.ok && k.conjs.length === 1) {
+        const c = k.conjs[0]!;
+        let whole = true;
+        for (let i = 0; i < sv.words.length; i += 2) {
+          const w = sv.words[i]!;
+          if (c[w] === 0 && w !== WORD.src && w !== WORD.dst) whole = false;
+          if (c[WORDS + w] !== sv.words[i + 1]) whole = false;
+        }
+        if (whole) t = { k, words: sv.words, tupleIds: [tupleId(c)] };
+      }
+      shapes.set(key, t);
+      out.push(t ? { ...k, tupleIds: t.tupleIds } : k);
+      if (k.ok) actions.set(plain, k.action);
+      continue;
+    }
+    if (t === null) {
+      out.push(classifyRule(r));
+      continue;
+    }
+    const c = t.k.conjs[0]!.slice();
+    for (let i = 0; i < sv.words.length; i += 2) c[WORDS + sv.words[i]!] = sv.words[i + 1]!;
+    out.push({ ok: true, conjs: [c], action: actions.get(plain)!, fields: t.k.fields, v6: t.k.v6, tupleIds: t.tupleIds });
+  }
+  return out;
 }
