@@ -46,7 +46,7 @@ import {
 } from '../codegen/classify/plan.js';
 import { classifyRule, classifyRules, CLS_FLAG, CLS_VERDICT, type ClsAction } from '../codegen/classify/rule.js';
 import { RULE_DATA, type RuleData, type RuleLike } from '../sdk/dsl/rule.js';
-import { throwProblems, validateDefinition } from '../sdk/dsl/validate.js';
+import { isPlainValidRule, throwProblems, validateDefinition } from '../sdk/dsl/validate.js';
 import { DslError, TsbpfError } from '../sdk/errors.js';
 import type { ActionDef, ChainPolicy, Definition, RuleDef, SourcePosition } from '../sdk/model.js';
 import { loadCompiled, type LoadedFilter } from './filter.js';
@@ -505,7 +505,9 @@ export class LiveRules {
       defs.push(def);
     });
     const base = this.host.compiled.definition;
-    const mini: Definition = { ...base, chains: this.#chains.map((c) => ({ name: c.name, policy: c.policy, rules: c === chain ? defs : [] })) };
+    // Rules that are plainly valid on their own need no more than the names checked above: the definition is checked without them.
+    const plain = problems.length === 0 && defs.every(isPlainValidRule);
+    const mini: Definition = { ...base, chains: this.#chains.map((c) => ({ name: c.name, policy: c.policy, rules: c === chain && !plain ? defs : [] })) };
     throwProblems([...problems, ...validateDefinition(mini)]);
     return defs.map((def) => ({ def, chain, slot: -1 }));
   }
