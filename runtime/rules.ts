@@ -143,6 +143,8 @@ interface Pending {
   /** Undo steps for the in-memory state, newest last. */
   undo: Array<() => void>;
   names: string[];
+  /** Entries new in this update (no winner before it): written without a touch record. */
+  fresh?: LiveEntry[];
   /** Writes before the switch already laid out as batches (map, keys, values, count). */
   batches?: Array<[map: string, keys: Buffer, values: Buffer, count: number]>;
 }
@@ -520,7 +522,7 @@ export class LiveRules {
    * order of its members stays, so their entry lists are remapped in place).
    */
   #planMany(lrs: LiveRule[], chain: LiveChain, index: number): Pending {
-    const p: Pending = { entries: new Map(), blocks: new Set(), pre: [], freed: [], undo: [], names: [] };
+    const p: Pending = { entries: new Map(), blocks: new Set(), pre: [], freed: [], undo: [], names: [], fresh: [] };
     const prev = chain.rules[index - 1];
     const next = chain.rules[index];
     const candidates = [prev?.cls?.block, next?.cls?.block].filter((b): b is LiveBlock => b !== undefined);
@@ -567,7 +569,13 @@ export class LiveRules {
       tidOf.set(id, nextTid);
       fresh.push([id, nextTid++, c]);
     }
-    const tids = tupleIdsOf.map((ids) => ids.map((id) => tidOf.get(id)!));
+    // Rules of one shape share their tuple ids' array, and so their tids.
+    const tidsOf = new Map<string[], number[]>();
+    const tids = tupleIdsOf.map((ids) => {
+      let t = tidsOf.get(ids);
+      if (!t) tidsOf.set(ids, (t = ids.map((id) => tidOf.get(id)!)));
+      return t;
+    });
     const eids = ks.map((k, i) => k.conjs.map((c, j) => entryId(tagOf(block.id, tids[i]![j]!), c)));
     let newEntries = 0;
     const seen = new Set<string>();
@@ -587,7 +595,7 @@ export class LiveRules {
     let prioOfNew = (i: number) => lo + (i + 1) * step;
 
     // From here on nothing fails: change the state.
-    const rules = (chain.rules = [...chain.rules.slice(0, index), ...lrs, ...chain.rules.slice(index)]);
+    const rules = (chain.rules = chain.rules.slice(0, index).concat(lrs, chain.rules.slice(index)));
     for (const [id, tid, mask] of fresh) {
       block.tuples.set(id, { tid, id, mask, minPrio: PRIO_NONE, count: 0 });
       block.tids.add(tid);
@@ -672,6 +680,7 @@ export class LiveRules {
     const actKeys = Buffer.alloc(4 * n);
     const actVals = Buffer.alloc(ACT_SIZE * n);
     const byTid = new Map([...block.tuples.values()].map((t) => [t.tid, t]));
+    const made = new Set<LiveEntry>();
     lrs.forEach((lr, i) => {
       const k = ks[i]!;
       // No #hint for them: a WeakMap entry each costs more than the scan #indexOf makes when one is looked up.
@@ -683,7 +692,7 @@ export class LiveRules {
       writeAction(actVals, ACT_SIZE * i, k.action, slot);
       lr.cls = { block, prio: prioOfNew(i), conjs: k.conjs, tids: tids[i]!, action: k.action };
       p.names.push(lr.def.name);
-      this.#placeEntries(lr, eids[i]!, block, byTid, p);
+      this.#placeEntries(lr, eids[i]!, block, byTid, p, made);
     });
     p.batches = [['tsbpf_cls_act', actKeys, actVals, n]];
     if (counters) p.batches.push(['tsbpf_counters', actKeys, Buffer.alloc(counters.valueBytes * n), n]);
@@ -691,7 +700,7 @@ export class LiveRules {
   }
 
   /** A classified rule's entries into its block's lists (and tuple counts and bounds), for addMany. */
-  #placeEntries(lr: LiveRule, ids: string[], block: LiveBlock, byTid: Map<number, LiveTuple>, p: Pending): void {
+  #placeEntries(lr: LiveRule, ids: string[], block: LiveBlock, byTid: Map<number, LiveTuple>, p: Pending, fresh: Set<LiveEntry>): void {
     const cls = lr.cls!;
     const item = { prio: cls.prio, slot: lr.slot };
     cls.conjs.forEach((c, i) => {
@@ -702,11 +711,16 @@ export class LiveRules {
       const id = ids[i]!;
       let e = block.entries.get(id);
       if (!e) {
-        e = { tag: tagOf(block.id, tid), conj: c, list: [] };
+        // New: nothing to remember of it before the update, and it has no other rule yet.
+        e = { tag: tagOf(block.id, tid), conj: c, list: [item] };
         block.entries.set(id, e);
         this.#entryCount++;
+        p.fresh!.push(e);
+        fresh.add(e);
+        return;
       }
-      this.#touch(block, id, e, p);
+      // A rule of this batch with the masked key of an earlier one leaves it fresh; an older entry remembers its winner.
+      if (!fresh.has(e)) this.#touch(block, id, e, p);
       const list = e.list;
       if (list.length === 0 || list[list.length - 1]!.prio < item.prio) list.push(item);
       else {
@@ -994,32 +1008,39 @@ export class LiveRules {
 
     const g = this.#gen;
     const h = 1 - g;
-    // Keys and values laid out contiguously: one batch for generation h.
-    const changed: Array<{ key: Buffer; after: { prio: number; slot: number } | undefined; id: string; block: LiveBlock }> = [];
+    // Keys and values laid out contiguously: one batch for generation h. Entries whose winner changes:
+    // touched ones (with their winner before) and new ones (no winner before).
+    const ks = this.#key.size;
+    const fresh = p.fresh ?? [];
+    const most = p.entries.size + fresh.length;
+    const keyBuf = Buffer.alloc(ks * most);
+    const valBuf = Buffer.alloc(VAL_SIZE * most);
+    const winP = new Float64Array(most);
+    const winS = new Float64Array(most);
+    // Entries no rule holds any more: index, id, block.
+    const gone: Array<[number, string, LiveBlock]> = [];
+    let count = 0;
+    const put = (entry: LiveEntry, bp: number, bs: number, ap: number, as: number) => {
+      writeKey(this.#key, keyBuf, count * ks, entry.tag, entry.conj);
+      if (g === 0) writeValue(valBuf, count * VAL_SIZE, bp, bs, ap, as);
+      else writeValue(valBuf, count * VAL_SIZE, ap, as, bp, bs);
+      winP[count] = ap;
+      winS[count] = as;
+      count++;
+    };
     for (const [id, { entry, block, before }] of p.entries) {
       const after = entry.list[0];
       if (before?.prio === after?.prio && before?.slot === after?.slot) continue;
-      changed.push({ key: undefined as unknown as Buffer, after, id, block });
+      if (!after) gone.push([count, id, block]);
+      put(entry, before?.prio ?? PRIO_NONE, before?.slot ?? 0, after?.prio ?? PRIO_NONE, after?.slot ?? 0);
     }
-    const ks = this.#key.size;
-    const keyBuf = Buffer.alloc(ks * changed.length);
-    const valBuf = Buffer.alloc(VAL_SIZE * changed.length);
-    let i = 0;
-    for (const [, { entry, before }] of p.entries) {
-      const after = entry.list[0];
-      if (before?.prio === after?.prio && before?.slot === after?.slot) continue;
-      writeKey(this.#key, keyBuf, i * ks, entry.tag, entry.conj);
-      changed[i]!.key = keyBuf.subarray(i * ks, (i + 1) * ks);
-      const bp = before?.prio ?? PRIO_NONE;
-      const bs = before?.slot ?? 0;
-      const ap = after?.prio ?? PRIO_NONE;
-      const as = after?.slot ?? 0;
-      if (g === 0) writeValue(valBuf, i * VAL_SIZE, bp, bs, ap, as);
-      else writeValue(valBuf, i * VAL_SIZE, ap, as, bp, bs);
-      i++;
+    for (const entry of fresh) {
+      const after = entry.list[0]!;
+      put(entry, PRIO_NONE, 0, after.prio, after.slot);
     }
-    if (changed.length >= 4) n.mapUpdateBatch(hash.fd, keyBuf, valBuf, changed.length, 0);
-    else for (let j = 0; j < changed.length; j++) n.mapUpdate(hash.fd, changed[j]!.key, valBuf.subarray(j * VAL_SIZE, (j + 1) * VAL_SIZE), 0);
+    const keyAt = (j: number) => keyBuf.subarray(j * ks, (j + 1) * ks);
+    if (count >= 4) n.mapUpdateBatch(hash.fd, keyBuf.subarray(0, ks * count), valBuf.subarray(0, VAL_SIZE * count), count, 0);
+    else for (let j = 0; j < count; j++) n.mapUpdate(hash.fd, keyAt(j), valBuf.subarray(j * VAL_SIZE, (j + 1) * VAL_SIZE), 0);
     const orders = new Map<LiveBlock, LiveTuple[]>();
     for (const b of p.blocks) {
       const { order, sig } = orderOf(b);
@@ -1031,26 +1052,32 @@ export class LiveRules {
     // The switch: packets from now on read generation h.
     n.mapUpdate(ctl.fd, u32Buf(0), u32Buf(h), 0);
     this.#gen = h;
-    // Bring generation g level with h.
-    const mk: Buffer[] = [];
-    let m = 0;
-    const mv = Buffer.alloc(VAL_SIZE * changed.length);
-    for (const c of changed) {
-      if (!c.after) {
-        n.mapDelete(hash.fd, c.key);
-        c.block.entries.delete(c.id);
+    // Bring generation g level with h: the winners in both; entries no rule holds go.
+    let keys = keyBuf;
+    let m = count;
+    if (gone.length) {
+      for (const [j, id, block] of gone) {
+        n.mapDelete(hash.fd, keyAt(j));
+        block.entries.delete(id);
         this.#entryCount--;
-        continue;
       }
-      writeValue(mv, VAL_SIZE * m++, c.after.prio, c.after.slot, c.after.prio, c.after.slot);
-      mk.push(c.key);
+      keys = Buffer.alloc(ks * count);
+      m = 0;
+      let d = 0;
+      for (let j = 0; j < count; j++) {
+        if (d < gone.length && gone[d]![0] === j) {
+          d++;
+          continue;
+        }
+        keyBuf.copy(keys, m * ks, j * ks, (j + 1) * ks);
+        winP[m] = winP[j]!;
+        winS[m] = winS[j]!;
+        m++;
+      }
     }
-    if (m > 0) {
-      // The keys are views into keyBuf; concat copies them only when some were deleted.
-      const keys = m === changed.length ? keyBuf : Buffer.concat(mk);
-      if (m >= 4) n.mapUpdateBatch(hash.fd, keys, mv.subarray(0, VAL_SIZE * m), m, 0);
-      else for (let j = 0; j < m; j++) n.mapUpdate(hash.fd, mk[j]!, mv.subarray(j * VAL_SIZE, (j + 1) * VAL_SIZE), 0);
-    }
+    for (let j = 0; j < m; j++) writeValue(valBuf, j * VAL_SIZE, winP[j]!, winS[j]!, winP[j]!, winS[j]!);
+    if (m >= 4) n.mapUpdateBatch(hash.fd, keys.subarray(0, ks * m), valBuf.subarray(0, VAL_SIZE * m), m, 0);
+    else for (let j = 0; j < m; j++) n.mapUpdate(hash.fd, keys.subarray(j * ks, (j + 1) * ks), valBuf.subarray(j * VAL_SIZE, (j + 1) * VAL_SIZE), 0);
     for (const [b, order] of orders) this.#writeTuples(b, g, order, tup, ctl);
     for (const b of p.blocks) {
       for (const t of [...b.tuples.values()]) {

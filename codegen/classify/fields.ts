@@ -209,16 +209,33 @@ export function keyStructC(k: KeyLayout): string {
  * buf at offset, host byte order (little endian).
  */
 export function writeKey(k: KeyLayout, buf: Buffer, offset: number, tag: number, c: Conj, masks = false): void {
-  buf.fill(0, offset, offset + k.size);
-  buf.writeUInt32LE(tag >>> 0, offset);
+  // Byte stores: the tag and the fields cover the key but for its padding, which is zeroed.
+  u32le(buf, offset, tag);
   const base = masks ? 0 : WORDS;
-  for (const f of k.fields) {
+  const fields = k.fields;
+  for (let j = 0; j < fields.length; j++) {
+    const f = fields[j]!;
     const w = base + WORD[f.field];
     const at = offset + f.offset;
-    if (f.size === 1) buf[at] = c[w]!;
-    else if (f.size === 2) buf.writeUInt16LE(c[w]!, at);
-    else for (let i = 0; i < f.size / 4; i++) buf.writeUInt32LE(c[w + i]!, at + 4 * i);
+    const v = c[w]!;
+    if (f.size === 1) buf[at] = v;
+    else if (f.size === 2) {
+      buf[at] = v & 255;
+      buf[at + 1] = (v >>> 8) & 255;
+    } else {
+      u32le(buf, at, v);
+      for (let i = 1; i < f.size / 4; i++) u32le(buf, at + 4 * i, c[w + i]!);
+    }
   }
+  for (let i = k.size - k.pad; i < k.size; i++) buf[offset + i] = 0;
+}
+
+/** A u32, little endian, by byte stores. */
+export function u32le(buf: Buffer, at: number, v: number): void {
+  buf[at] = v & 255;
+  buf[at + 1] = (v >>> 8) & 255;
+  buf[at + 2] = (v >>> 16) & 255;
+  buf[at + 3] = (v >>> 24) & 255;
 }
 
 export function encodeKey(k: KeyLayout, tag: number, c: Conj, masks = false): Buffer {
