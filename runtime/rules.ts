@@ -489,6 +489,7 @@ export class LiveRules {
   #newRules(rules: readonly RuleLike[], chain: LiveChain, index: number): LiveRule[] {
     const names = new Set<string>();
     const taken = { has: (n: string) => names.has(n) || this.#byName.has(n) };
+    const shared = new Map<string, ActionDef[]>();
     const defs: RuleDef[] = [];
     const problems: Array<{ message: string; rule: string; source?: SourcePosition }> = [];
     rules.forEach((rule, i) => {
@@ -498,8 +499,11 @@ export class LiveRules {
       if (name === undefined) for (let k = chain.rules.length + i; ; k++) if (!taken.has((name = `${chain.name}#${k}`))) break;
       if (taken.has(name!)) throw new DslError(`there is a rule named '${name}' already`, { rule: name!, ...(data.source ? { source: data.source } : {}) });
       names.add(name!);
-      let limitId = 0;
-      const actions = data.actions.map((a) => (a.kind === 'limit' ? { ...a, limitId: limitId++ } : { ...a })) as ActionDef[];
+      let actions = sharedActions(data.actions, shared);
+      if (!actions) {
+        let limitId = 0;
+        actions = data.actions.map((a) => (a.kind === 'limit' ? { ...a, limitId: limitId++ } : { ...a })) as ActionDef[];
+      }
       const def: RuleDef = { id: i, name: name!, chain: chain.name, index: i, match: data.match.expr, actions };
       if (data.comment !== undefined) def.comment = data.comment;
       if (data.source) def.source = data.source;
@@ -1250,6 +1254,25 @@ export class LiveRules {
       a.replace(prog);
     }
   }
+}
+
+const PLAIN_KINDS = new Set(['accept', 'drop', 'reject', 'return', 'count']);
+
+/**
+ * One frozen copy of an action list without parameters (`count`, then a
+ * verdict) for all the rules of a batch that have it: nothing changes a
+ * rule's actions in place (materializing copies them).
+ */
+function sharedActions(actions: readonly { kind: string }[], shared: Map<string, ActionDef[]>): ActionDef[] | undefined {
+  let key = '';
+  for (const a of actions) {
+    if (!PLAIN_KINDS.has(a.kind)) return undefined;
+    for (const k in a) if (k !== 'kind') return undefined;
+    key += `${a.kind},`;
+  }
+  let list = shared.get(key);
+  if (!list) shared.set(key, (list = Object.freeze(actions.map((a) => Object.freeze({ kind: a.kind }))) as unknown as ActionDef[]));
+  return list;
 }
 
 /** `<chain>#<n>` for the first n from the chain's length that no rule has. */
