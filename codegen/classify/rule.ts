@@ -381,57 +381,76 @@ export function classifyRule(r: RuleDef): Classified {
 /**
  * A rule's match as a shape and its values: predicates whose values only
  * fill words of a conjunction (one port, one IPv4 CIDR of a given length),
- * with the rest (presence, and/has structure) as text. Rules of one shape
- * classify to the same conjunction but for those words. Undefined when the
- * match is anything else (lists, ranges, or, not, other fields).
+ * with the rest (presence, and/has structure) making the shape. Rules of one
+ * shape classify to the same conjunction but for those words. A shape is a
+ * node of a trie walked token by token (no key strings to build).
  */
-interface ShapeValues {
-  key: string;
-  /** Pairs of (word, value), the value already masked. */
-  words: number[];
+interface ShapeNode {
+  next: Map<unknown, ShapeNode>;
+  /** The shape's conjunction and where its values go; null: not a template (classify such rules in full). */
+  template?: { k: Classified & { ok: true }; tupleIds: string[] } | null;
+}
+
+function step(node: ShapeNode, token: unknown): ShapeNode {
+  let n = node.next.get(token);
+  if (!n) node.next.set(token, (n = { next: new Map() }));
+  return n;
 }
 
 const PORT_WORD: Partial<Record<NumField, number>> = { 'l4.sport': WORD.sport, 'l4.dport': WORD.dport };
+const OPEN = Symbol('(');
+const CLOSE = Symbol(')');
+const HAS = Symbol('has');
+const NUM = Symbol('num');
+const ADDR = Symbol('addr');
 
-function shapeOf(e: MatchExpr, out: ShapeValues): boolean {
+/** The shape node of e from node, its values pushed to words as (word, masked value) pairs; undefined when e has no such shape. */
+function shapeOf(e: MatchExpr, node: ShapeNode, words: number[]): ShapeNode | undefined {
   switch (e.kind) {
-    case 'and':
-      out.key += '(';
-      for (const a of e.args) if (!shapeOf(a, out)) return false;
-      out.key += ')';
-      return true;
+    case 'and': {
+      let n: ShapeNode | undefined = step(node, OPEN);
+      for (const a of e.args) if (!(n = shapeOf(a, n, words))) return undefined;
+      return step(n, CLOSE);
+    }
     case 'has':
-      out.key += `h${e.layer},`;
-      return true;
+      return step(step(node, HAS), e.layer);
     case 'num': {
       const w = PORT_WORD[e.field];
       const r = e.ranges[0];
-      if (w === undefined || e.ranges.length !== 1 || r![0] !== r![1]) return false;
+      if (w === undefined || e.ranges.length !== 1 || r![0] !== r![1]) return undefined;
       const v = r![0];
-      if (!Number.isInteger(v) || v < 0 || v > 0xffff) return false;
-      for (let i = 0; i < out.words.length; i += 2) if (out.words[i] === w) return false;
-      out.key += `n${e.field},`;
-      out.words.push(w, v);
-      return true;
+      if (!Number.isInteger(v) || v < 0 || v > 0xffff) return undefined;
+      for (let i = 0; i < words.length; i += 2) if (words[i] === w) return undefined;
+      words.push(w, v);
+      return step(step(node, NUM), e.field);
     }
     case 'addr': {
-      if (e.cidrs.length !== 1 || (e.field !== 'ip4.src' && e.field !== 'ip4.dst')) return false;
+      if (e.cidrs.length !== 1 || (e.field !== 'ip4.src' && e.field !== 'ip4.dst')) return undefined;
       const q = quickCidr4(e.cidrs[0]!);
-      if (!q) return false;
+      if (!q) return undefined;
       const w = e.field === 'ip4.src' ? WORD.src : WORD.dst;
-      for (let i = 0; i < out.words.length; i += 2) if (out.words[i] === w) return false;
+      for (let i = 0; i < words.length; i += 2) if (words[i] === w) return undefined;
       const m = q.len === 0 ? 0 : (0xffffffff << (32 - q.len)) >>> 0;
-      out.key += `a${e.field}/${q.len},`;
-      out.words.push(w, (q.addr & m) >>> 0);
-      return true;
+      words.push(w, (q.addr & m) >>> 0);
+      return step(step(step(node, ADDR), e.field), q.len);
     }
     default:
-      return false;
+      return undefined;
   }
 }
 
 /** Actions without parameters share their record. */
 const PLAIN_ACTIONS = new Set(['accept', 'drop', 'reject', 'return', 'count']);
+
+/** 'accept,' or 'count,drop,' for a list of parameterless actions, else ''. */
+function plainKey(actions: readonly ActionDef[]): string {
+  let key = '';
+  for (const a of actions) {
+    if (!PLAIN_ACTIONS.has(a.kind)) return '';
+    key += `${a.kind},`;
+  }
+  return key;
+}
 
 /**
  * classifyRule for many rules, classifying each shape once: rules that
@@ -441,42 +460,37 @@ const PLAIN_ACTIONS = new Set(['accept', 'drop', 'reject', 'return', 'count']);
  * `tupleIds` (the identity of each conjunction's tuple) comes along.
  */
 export function classifyRules(rules: readonly RuleDef[]): Array<Classified & { tupleIds?: string[] }> {
-  const shapes = new Map<string, { k: Classified & { ok: true }; words: number[]; tupleIds: string[] } | null>();
-  const actions = new Map<string, ClsAction>();
+  const root: ShapeNode = { next: new Map() };
+  // Action lists seen (rules of a batch often share one list), by identity.
+  const plainOf = new Map<readonly ActionDef[], string>();
   const out: Array<Classified & { tupleIds?: string[] }> = [];
+  const words: number[] = [];
   for (const r of rules) {
-    const sv: ShapeValues = { key: '', words: [] };
-    let plain = '';
-    for (const a of r.actions) {
-      if (!PLAIN_ACTIONS.has(a.kind)) {
-        plain = '';
-        break;
-      }
-      plain += `${a.kind},`;
-    }
-    if (!plain || !shapeOf(r.match, sv)) {
+    let plain = plainOf.get(r.actions);
+    if (plain === undefined) plainOf.set(r.actions, (plain = plainKey(r.actions)));
+    words.length = 0;
+    const node = plain ? shapeOf(r.match, step(root, plain), words) : undefined;
+    if (!node) {
       out.push(classifyRule(r));
       continue;
     }
-    const key = `${plain}|${sv.key}`;
-    let t = shapes.get(key);
+    let t = node.template;
     if (t === undefined) {
-      // The first rule of the shape: classified in full. The shape is a template when it gives one conjunction that keeps every value word whole.
+      // The first rule of the shape, classified in full. The shape is a template when it gives one conjunction that keeps every value word whole.
       const k = classifyRule(r);
       t = null;
       if (k.ok && k.conjs.length === 1) {
         const c = k.conjs[0]!;
         let whole = true;
-        for (let i = 0; i < sv.words.length; i += 2) {
-          const w = sv.words[i]!;
+        for (let i = 0; i < words.length; i += 2) {
+          const w = words[i]!;
           if (c[w] === 0 && w !== WORD.src && w !== WORD.dst) whole = false;
-          if (c[WORDS + w] !== sv.words[i + 1]) whole = false;
+          if (c[WORDS + w] !== words[i + 1]) whole = false;
         }
-        if (whole) t = { k, words: sv.words, tupleIds: [tupleId(c)] };
+        if (whole) t = { k, tupleIds: [tupleId(c)] };
       }
-      shapes.set(key, t);
+      node.template = t;
       out.push(t ? { ...k, tupleIds: t.tupleIds } : k);
-      if (k.ok) actions.set(plain, k.action);
       continue;
     }
     if (t === null) {
@@ -484,8 +498,8 @@ export function classifyRules(rules: readonly RuleDef[]): Array<Classified & { t
       continue;
     }
     const c = t.k.conjs[0]!.slice();
-    for (let i = 0; i < sv.words.length; i += 2) c[WORDS + sv.words[i]!] = sv.words[i + 1]!;
-    out.push({ ok: true, conjs: [c], action: actions.get(plain)!, fields: t.k.fields, v6: t.k.v6, tupleIds: t.tupleIds });
+    for (let i = 0; i < words.length; i += 2) c[WORDS + words[i]!] = words[i + 1]!;
+    out.push({ ok: true, conjs: [c], action: t.k.action, fields: t.k.fields, v6: t.k.v6, tupleIds: t.tupleIds });
   }
   return out;
 }
