@@ -158,7 +158,8 @@ const nextPow2 = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
 export class LiveRules {
   #chains: LiveChain[] = [];
   #byName = new Map<string, LiveRule>();
-  #bySlot = new Map<number, LiveRule>();
+  /** Rules by slot (a dense array: slots are small integers). */
+  #bySlot: Array<LiveRule | undefined> = [];
   #blocks: LiveBlock[] = [];
   #key!: KeyLayout;
   #slotCapacity = 0;
@@ -208,11 +209,13 @@ export class LiveRules {
     if (rules.length === 0) return { kind: 'map', rules: [], ms: ms() };
     const chain = this.#chainFor(place);
     const index = this.#indexFor(chain, place);
+    // The new rules' names are taken in #byName from here (one lookup and one insert per rule); released on any failure of the plan.
     const lrs = this.#newRules(rules, chain, index);
     let p: Pending;
     try {
       p = this.#planMany(lrs, chain, index);
     } catch (e) {
+      for (const lr of lrs) this.#byName.delete(lr.def.name);
       if (!(e instanceof Reshape)) throw e;
       // One regeneration with them all, at consecutive positions (the definition sizes slots and entries).
       const ops: RuleOp[] = rules.map((rule, i) => ({ op: 'add', rule, place: { chain: chain.name, position: index + i } }));
@@ -276,7 +279,7 @@ export class LiveRules {
 
   /** @internal the rule holding a slot, as it is now. */
   ruleOfSlot(slot: number): RuleDef | undefined {
-    const r = this.#bySlot.get(slot);
+    const r = this.#bySlot[slot];
     if (!r) return undefined;
     if (!this.#def) this.#materialize();
     return r.now;
@@ -291,7 +294,8 @@ export class LiveRules {
     const slots = compiled.ruleSlots;
     this.#chains = [];
     this.#byName = new Map();
-    this.#bySlot = new Map();
+    // Sized up front: slots are assigned out of order, and a holey array stays fast where a growing sparse one may not.
+    this.#bySlot = new Array<LiveRule | undefined>(plan.slotCapacity);
     this.#blocks = [];
     let maxSlot = -1;
     const byId: LiveRule[] = [];
@@ -301,7 +305,7 @@ export class LiveRules {
         const lr: LiveRule = { def: r, chain, slot: slots?.[r.id] ?? r.id, now: r };
         chain.rules.push(lr);
         this.#byName.set(r.name, lr);
-        this.#bySlot.set(lr.slot, lr);
+        this.#bySlot[lr.slot] = lr;
         byId[r.id] = lr;
         maxSlot = Math.max(maxSlot, lr.slot);
       }
@@ -346,7 +350,7 @@ export class LiveRules {
     this.#nextSlot = maxSlot + 1;
     // Slots no rule holds (freed by earlier updates) are handed out first.
     this.#free = [];
-    for (let s = 0; s < maxSlot; s++) if (!this.#bySlot.has(s)) this.#free.push(s);
+    for (let s = 0; s < maxSlot; s++) if (this.#bySlot[s] === undefined) this.#free.push(s);
     this.#hasEvents = compiled.maps.some((m) => m.name === 'tsbpf_events');
     const ctl = this.host.object.maps['tsbpf_cls_ctl'];
     this.#gen = ctl ? (ctl.raw.get(u32Buf(0))?.readUInt32LE(0) ?? 0) & 1 : 0;
@@ -485,38 +489,49 @@ export class LiveRules {
     return { def, chain, slot: -1 };
   }
 
-  /** Rules from the DSL for addMany: named, and validated together in one pass. */
+  /**
+   * Rules from the DSL for addMany: named, and validated together in one
+   * pass. Their names are taken in #byName (the caller releases them when
+   * the plan fails); on a bad rule they are released here, and it throws.
+   */
   #newRules(rules: readonly RuleLike[], chain: LiveChain, index: number): LiveRule[] {
-    const names = new Set<string>();
-    const taken = { has: (n: string) => names.has(n) || this.#byName.has(n) };
-    const shared = new Map<string, ActionDef[]>();
-    const defs: RuleDef[] = [];
-    const problems: Array<{ message: string; rule: string; source?: SourcePosition }> = [];
-    rules.forEach((rule, i) => {
-      const data = (rule as { [RULE_DATA]?: RuleData } | undefined)?.[RULE_DATA];
-      if (!data) throw new TsbpfError('INVALID_ARGUMENT', 'rules.addMany takes rules made with rule(...)');
-      let name = data.name;
-      if (name === undefined) for (let k = chain.rules.length + i; ; k++) if (!taken.has((name = `${chain.name}#${k}`))) break;
-      if (taken.has(name!)) throw new DslError(`there is a rule named '${name}' already`, { rule: name!, ...(data.source ? { source: data.source } : {}) });
-      names.add(name!);
-      let actions = sharedActions(data.actions, shared);
-      if (!actions) {
-        let limitId = 0;
-        actions = data.actions.map((a) => (a.kind === 'limit' ? { ...a, limitId: limitId++ } : { ...a })) as ActionDef[];
-      }
-      const def: RuleDef = { id: i, name: name!, chain: chain.name, index: i, match: data.match.expr, actions };
-      if (data.comment !== undefined) def.comment = data.comment;
-      if (data.source) def.source = data.source;
-      for (const message of data.match.problems) problems.push({ message, rule: name!, ...(data.source ? { source: data.source } : {}) });
-      defs.push(def);
-    });
-    const base = this.host.compiled.definition;
-    // Rules that are plainly valid on their own need no more than the names checked above: the definition is checked without them.
-    const plain = problems.length === 0 && defs.every(isPlainValidRule);
-    const mini: Definition = { ...base, chains: this.#chains.map((c) => ({ name: c.name, policy: c.policy, rules: c === chain && !plain ? defs : [] })) };
-    throwProblems([...problems, ...validateDefinition(mini)]);
-    // Made with every field they get later: one object shape, no property added in the hot loop.
-    return defs.map((def) => ({ def, chain, slot: -1, cls: undefined, now: undefined }) as unknown as LiveRule);
+    const byName = this.#byName;
+    const lrs: LiveRule[] = [];
+    try {
+      const defs: RuleDef[] = [];
+      const problems: Array<{ message: string; rule: string; source?: SourcePosition }> = [];
+      const shared = new Map<string, ActionDef[]>();
+      rules.forEach((rule, i) => {
+        const data = (rule as { [RULE_DATA]?: RuleData } | undefined)?.[RULE_DATA];
+        if (!data) throw new TsbpfError('INVALID_ARGUMENT', 'rules.addMany takes rules made with rule(...)');
+        let name = data.name;
+        if (name === undefined) for (let k = chain.rules.length + i; ; k++) if (!byName.has((name = `${chain.name}#${k}`))) break;
+        if (byName.has(name!)) throw new DslError(`there is a rule named '${name}' already`, { rule: name!, ...(data.source ? { source: data.source } : {}) });
+        let actions = sharedActions(data.actions, shared);
+        if (!actions) {
+          let limitId = 0;
+          actions = data.actions.map((a) => (a.kind === 'limit' ? { ...a, limitId: limitId++ } : { ...a })) as ActionDef[];
+        }
+        const def: RuleDef = { id: i, name: name!, chain: chain.name, index: i, match: data.match.expr, actions };
+        if (data.comment !== undefined) def.comment = data.comment;
+        if (data.source) def.source = data.source;
+        for (const message of data.match.problems) problems.push({ message, rule: name!, ...(data.source ? { source: data.source } : {}) });
+        defs.push(def);
+        // Made with every field it gets later: one object shape, no property added in the hot loop.
+        const lr = { def, chain, slot: -1, cls: undefined, now: undefined } as unknown as LiveRule;
+        byName.set(name!, lr);
+        lrs.push(lr);
+      });
+      const base = this.host.compiled.definition;
+      // Rules that are plainly valid on their own need no more than the names checked above: the definition is checked without them.
+      const plain = problems.length === 0 && defs.every(isPlainValidRule);
+      const mini: Definition = { ...base, chains: this.#chains.map((c) => ({ name: c.name, policy: c.policy, rules: c === chain && !plain ? defs : [] })) };
+      throwProblems([...problems, ...validateDefinition(mini)]);
+      return lrs;
+    } catch (e) {
+      for (const lr of lrs) byName.delete(lr.def.name);
+      throw e;
+    }
   }
 
   /**
@@ -688,11 +703,10 @@ export class LiveRules {
     const made = new Set<LiveEntry>();
     lrs.forEach((lr, i) => {
       const k = ks[i]!;
-      // No #hint for them: a WeakMap entry each costs more than the scan #indexOf makes when one is looked up.
-      this.#byName.set(lr.def.name, lr);
+      // No #hint for them: a WeakMap entry each costs more than the scan #indexOf makes when one is looked up. (#newRules named them.)
       const slot = this.#free.length ? this.#free.shift()! : this.#nextSlot++;
       lr.slot = slot;
-      this.#bySlot.set(slot, lr);
+      this.#bySlot[slot] = lr;
       actKeys.writeUInt32LE(slot, 4 * i);
       writeAction(actVals, ACT_SIZE * i, k.action, slot);
       lr.cls = { block, prio: prioOfNew(i), conjs: k.conjs, tids: tids[i]!, action: k.action };
@@ -748,12 +762,12 @@ export class LiveRules {
   #detach(lr: LiveRule, index: number, p: Pending): void {
     lr.chain.rules.splice(index, 1);
     this.#byName.delete(lr.def.name);
-    this.#bySlot.delete(lr.slot);
+    this.#bySlot[lr.slot] = undefined;
     p.freed.push(lr.slot);
     p.undo.push(() => {
       lr.chain.rules.splice(index, 0, lr);
       this.#byName.set(lr.def.name, lr);
-      this.#bySlot.set(lr.slot, lr);
+      this.#bySlot[lr.slot] = lr;
       p.freed.pop();
     });
   }
@@ -790,8 +804,8 @@ export class LiveRules {
     }
     const slot = this.#allocSlot(p);
     lr.slot = slot;
-    this.#bySlot.set(slot, lr);
-    p.undo.push(() => this.#bySlot.delete(slot));
+    this.#bySlot[slot] = lr;
+    p.undo.push(() => (this.#bySlot[slot] = undefined));
     p.pre.push(['tsbpf_cls_act', u32Buf(slot), actionValue(k.action, slot)]);
     const counters = this.host.object.maps['tsbpf_counters'];
     if (counters) p.pre.push(['tsbpf_counters', u32Buf(slot), Buffer.alloc(counters.valueBytes)]);
