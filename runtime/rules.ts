@@ -596,17 +596,26 @@ export class LiveRules {
       if (!t) tidsOf.set(ids, (t = ids.map((id) => tidOf.get(id)!)));
       return t;
     });
-    const eids = ks.map((k, i) => k.conjs.map((c, j) => entryId(tagOf(block.id, tids[i]![j]!), c)));
-    let newEntries = 0;
-    const seen = new Set<string>();
-    for (const ids of eids) {
-      for (const id of ids) {
-        if (block.entries.has(id) || seen.has(id)) continue;
-        seen.add(id);
-        newEntries++;
+    // Every conjunction's entry id and the entry it has now (looked up once; undefined: new), flat in rule order.
+    const ids: string[] = [];
+    const found: Array<LiveEntry | undefined> = [];
+    let maybeNew = 0;
+    ks.forEach((k, i) => {
+      const t = tids[i]!;
+      for (let j = 0; j < k.conjs.length; j++) {
+        const id = entryId(tagOf(block.id, t[j]!), k.conjs[j]!);
+        const e = block.entries.get(id);
+        ids.push(id);
+        found.push(e);
+        if (!e) maybeNew++;
       }
+    });
+    // New masked keys, counted exactly (rules of the batch may share one) only when the bound says it matters.
+    if (this.#entryCount + maybeNew > this.#entryCapacity) {
+      const fresh = new Set<string>();
+      ids.forEach((id, k) => found[k] || fresh.add(id));
+      if (this.#entryCount + fresh.size > this.#entryCapacity) reshape(`the classifier hash is full (${this.#entryCapacity} entries)`);
     }
-    if (this.#entryCount + newEntries > this.#entryCapacity) reshape(`the classifier hash is full (${this.#entryCapacity} entries)`);
 
     // Priorities between the neighbours in the block, or the block renumbered.
     const lo = prev?.cls?.block === block ? prev.cls.prio : 0;
@@ -700,7 +709,7 @@ export class LiveRules {
     const actKeys = Buffer.alloc(4 * n);
     const actVals = Buffer.alloc(ACT_SIZE * n);
     const byTid = new Map([...block.tuples.values()].map((t) => [t.tid, t]));
-    const made = new Set<LiveEntry>();
+    let at = 0;
     lrs.forEach((lr, i) => {
       const k = ks[i]!;
       // No #hint for them: a WeakMap entry each costs more than the scan #indexOf makes when one is looked up. (#newRules named them.)
@@ -711,42 +720,49 @@ export class LiveRules {
       writeAction(actVals, ACT_SIZE * i, k.action, slot);
       lr.cls = { block, prio: prioOfNew(i), conjs: k.conjs, tids: tids[i]!, action: k.action };
       p.names.push(lr.def.name);
-      this.#placeEntries(lr, eids[i]!, block, byTid, p, made);
+      this.#placeEntries(lr, ids, found, at, block, byTid, p);
+      at += k.conjs.length;
     });
     p.batches = [['tsbpf_cls_act', actKeys, actVals, n]];
     if (counters) p.batches.push(['tsbpf_counters', actKeys, Buffer.alloc(counters.valueBytes * n), n]);
     return p;
   }
 
-  /** A classified rule's entries into its block's lists (and tuple counts and bounds), for addMany. */
-  #placeEntries(lr: LiveRule, ids: string[], block: LiveBlock, byTid: Map<number, LiveTuple>, p: Pending, fresh: Set<LiveEntry>): void {
+  /**
+   * A classified rule's entries into its block's lists (and tuple counts and
+   * bounds), for addMany: ids and found (the entry before the batch) from `at`.
+   */
+  #placeEntries(lr: LiveRule, ids: string[], found: Array<LiveEntry | undefined>, at: number, block: LiveBlock, byTid: Map<number, LiveTuple>, p: Pending): void {
     const cls = lr.cls!;
     const item = { prio: cls.prio, slot: lr.slot };
-    cls.conjs.forEach((c, i) => {
+    const conjs = cls.conjs;
+    for (let i = 0; i < conjs.length; i++) {
       const tid = cls.tids[i]!;
       const t = byTid.get(tid)!;
       t.count++;
       if (cls.prio < t.minPrio) t.minPrio = cls.prio;
-      const id = ids[i]!;
-      let e = block.entries.get(id);
-      if (!e) {
-        // New: nothing to remember of it before the update, and it has no other rule yet.
-        e = { tag: tagOf(block.id, tid), conj: c, list: [item] };
-        block.entries.set(id, e);
-        this.#entryCount++;
-        p.fresh!.push(e);
-        fresh.add(e);
-        return;
+      const id = ids[at + i]!;
+      let e = found[at + i];
+      if (e) this.#touch(block, id, e, p); // it had a winner before: remember it
+      else {
+        e = block.entries.get(id);
+        if (!e) {
+          // New: nothing to remember of it before the update, and it has no other rule yet.
+          const made: LiveEntry = { tag: tagOf(block.id, tid), conj: conjs[i]!, list: [item] };
+          block.entries.set(id, made);
+          this.#entryCount++;
+          p.fresh!.push(made);
+          continue;
+        }
+        // New in this batch, made by an earlier rule of it with the same masked key: stays fresh.
       }
-      // A rule of this batch with the masked key of an earlier one leaves it fresh; an older entry remembers its winner.
-      if (!fresh.has(e)) this.#touch(block, id, e, p);
       const list = e.list;
       if (list.length === 0 || list[list.length - 1]!.prio < item.prio) list.push(item);
       else {
-        const at = list.findIndex((x) => x.prio > item.prio);
-        list.splice(at < 0 ? list.length : at, 0, item);
+        const k = list.findIndex((x) => x.prio > item.prio);
+        list.splice(k < 0 ? list.length : k, 0, item);
       }
-    });
+    }
   }
 
   #insert(lr: LiveRule, index: number, p: Pending): void {
