@@ -10,8 +10,8 @@ import type { BenchConfig, BenchReport } from './report.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-export const FULL: Omit<BenchConfig, 'contenders'> = { quick: false, ns: [0, 100, 1_000, 10_000, 100_000], seconds: 3, repeats: 3, retries: 3, addRepeats: 5, memoryCycles: 2 };
-export const QUICK: Omit<BenchConfig, 'contenders'> = { quick: true, ns: [0, 1_000, 10_000], seconds: 1, repeats: 2, retries: 2, addRepeats: 3, memoryCycles: 1 };
+export const FULL: Omit<BenchConfig, 'contenders'> = { quick: false, ns: [0, 100, 1_000, 10_000, 100_000], seconds: 3, repeats: 3, retries: 3, addRepeats: 5, memoryCycles: 2, bulkRules: 50_000 };
+export const QUICK: Omit<BenchConfig, 'contenders'> = { quick: true, ns: [0, 1_000, 10_000], seconds: 1, repeats: 2, retries: 2, addRepeats: 3, memoryCycles: 1, bulkRules: 50_000 };
 
 export const USAGE = `usage: npm run bench -- [options]
 
@@ -22,6 +22,7 @@ export const USAGE = `usage: npm run bench -- [options]
   --repeats R           iperf3 runs per metric, the best reported (default 3, quick 2)
   --retries K           extra UDP runs when the client did not get its CPU (default 3, quick 2)
   --add-repeats K       rules added one at a time, median reported (default 5, quick 3)
+  --bulk K              rules added in one call at N = 10,000 (or the largest N); 0: not measured (default 50000)
   --memory-cycles K     extra load/unload cycles for the memory figure (default 2, quick 1)
   --out DIR             results directory (default bench/results)
   --list                print the contenders and exit
@@ -88,6 +89,9 @@ export function parseArgs(argv: string[]): Cli {
         break;
       case '--add-repeats':
         config.addRepeats = parsePositive(a, next(), true);
+        break;
+      case '--bulk':
+        config.bulkRules = parseCount(a, next());
         break;
       case '--out': {
         const v = next();

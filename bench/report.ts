@@ -20,6 +20,10 @@ export interface BenchConfig {
   memoryCycles: number;
   /** Rules added one at a time after the traffic tests (the median is reported). */
   addRepeats: number;
+  /** Rules added in one call into the live ruleset at the N given by bulkAt (0: not measured). */
+  bulkRules?: number;
+  /** The N at which bulkRules are added (default 10,000 when measured, else the largest N). */
+  bulkAt?: number;
 }
 
 export interface TcpResult {
@@ -63,6 +67,8 @@ export interface ResultRow {
   loadMs: number | null;
   /** Time to add one rule to a live ruleset of N rules. */
   addRule: AddRuleResult | null;
+  /** Time to add bulkRules rules in one call (one map update for tsbpf, one nft -f, one iptables-restore --noflush). */
+  addMany?: { count: number; ms: number } | null;
   memory: MemoryReport | null;
   /** Average ns per packet by test run (BPF contenders). */
   perPacketNs: number | null;
@@ -148,8 +154,8 @@ function ratio(r: number | null | undefined): string {
 
 /** The stdout table: one line per contender and N. */
 export function formatTable(report: Pick<BenchReport, 'results'> & Partial<Pick<BenchReport, 'skipped'>>): string {
-  const header = ['contender', 'N', 'TCP Gbit/s', 'ratio', 'UDP kpps', 'ratio', '+ns/pkt', 'load ms', 'add ms', 'memory', 'test-run ns'];
-  const right = [false, true, true, true, true, true, true, true, true, true, true];
+  const header = ['contender', 'N', 'TCP Gbit/s', 'ratio', 'UDP kpps', 'ratio', '+ns/pkt', 'load ms', 'add ms', 'add many ms', 'memory', 'test-run ns'];
+  const right = [false, true, true, true, true, true, true, true, true, true, true, true];
   const body: string[][] = [];
   const rows = [...report.results].sort((a, b) => a.n - b.n);
   for (const r of rows) {
@@ -163,6 +169,7 @@ export function formatTable(report: Pick<BenchReport, 'results'> & Partial<Pick<
       r.udp?.addedNsPerPacket != null ? r.udp.addedNsPerPacket.toFixed(0) : '-',
       r.loadMs != null ? formatMs(r.loadMs) : '-',
       r.addRule ? formatMs(r.addRule.medianMs) : '-',
+      r.addMany ? `${formatMs(r.addMany.ms)} (${formatCount(r.addMany.count)})` : '-',
       r.memory ? formatBytes(r.memory.bytes) : '-',
       r.perPacketNs != null ? r.perPacketNs.toFixed(1) : '-',
     ]);
@@ -180,7 +187,7 @@ export function formatTable(report: Pick<BenchReport, 'results'> & Partial<Pick<
   const notes = [
     '',
     'ratio: to the no-filter run at the same N (higher is better); +ns/pkt: cost the filter adds per small UDP packet, from the rates;',
-    'load: whole ruleset of N rules; add: one more rule into the live ruleset (median); memory: see docs/benchmarks.md.',
+    'load: whole ruleset of N rules; add: one more rule into the live ruleset (median); add many: that many rules in one call; memory: see docs/benchmarks.md.',
   ];
   const skipped = (report.skipped ?? []).map((s) => `  ${s.name}: ${s.reason}`);
   return [...out, ...(errors.length ? ['', 'errors:', ...errors] : []), ...(skipped.length ? ['', 'skipped:', ...skipped] : []), ...notes].join('\n') + '\n';

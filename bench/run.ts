@@ -219,6 +219,22 @@ async function measureOne(c: Contender, n: number, config: BenchConfig, prefix: 
       row.memory = { bytes: median(samples), method: 'meminfo', samples };
       say(`memory ${formatBytes(row.memory.bytes)} (meminfo, median of ${samples.map(formatBytes).join(', ')})`);
     }
+
+    // Many rules in one call, at one N.
+    const bulk = config.bulkRules ?? 0;
+    const bulkAt = config.bulkAt ?? (config.ns.includes(10_000) ? 10_000 : Math.max(...config.ns));
+    if (!c.baseline && c.addManyRules && bulk > 0 && n === bulkAt) {
+      try {
+        // The memory cycles end torn down: the ruleset of N again first (not timed).
+        if (setupDelta !== null) await c.setup(topo, n);
+        const t0 = process.hrtime.bigint();
+        const own = await c.addManyRules(topo, n, n + config.addRepeats + 1, bulk);
+        row.addMany = { count: bulk, ms: typeof own === 'number' ? own : Number(process.hrtime.bigint() - t0) / 1e6 };
+        say(`add ${formatCount(bulk)} rules in one call ${formatMs(row.addMany.ms)} ms`);
+      } catch (e) {
+        fail('addManyRules', e);
+      }
+    }
   } finally {
     // Also after a failed setup: it may have left part of a ruleset (teardown tolerates absence).
     try {

@@ -44,9 +44,9 @@ import {
   writeValue,
   type ClassifyLayout,
 } from '../codegen/classify/plan.js';
-import { classifyRule, CLS_FLAG, CLS_VERDICT, type ClsAction } from '../codegen/classify/rule.js';
+import { classifyRule, classifyRules, CLS_FLAG, CLS_VERDICT, type ClsAction } from '../codegen/classify/rule.js';
 import { RULE_DATA, type RuleData, type RuleLike } from '../sdk/dsl/rule.js';
-import { throwProblems, validateDefinition } from '../sdk/dsl/validate.js';
+import { isPlainValidRule, throwProblems, validateDefinition } from '../sdk/dsl/validate.js';
 import { DslError, TsbpfError } from '../sdk/errors.js';
 import type { ActionDef, ChainPolicy, Definition, RuleDef, SourcePosition } from '../sdk/model.js';
 import { loadCompiled, type LoadedFilter } from './filter.js';
@@ -143,9 +143,14 @@ interface Pending {
   /** Undo steps for the in-memory state, newest last. */
   undo: Array<() => void>;
   names: string[];
+  /** Entries new in this update (no winner before it): written without a touch record. */
+  fresh?: LiveEntry[];
   /** Writes before the switch already laid out as batches (map, keys, values, count). */
   batches?: Array<[map: string, keys: Buffer, values: Buffer, count: number]>;
 }
+
+/** The least spacing addMany leaves between the priorities of its rules (room for later inserts among them). */
+const MIN_BATCH_STEP = 64;
 
 const nextPow2 = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
 
@@ -153,7 +158,8 @@ const nextPow2 = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
 export class LiveRules {
   #chains: LiveChain[] = [];
   #byName = new Map<string, LiveRule>();
-  #bySlot = new Map<number, LiveRule>();
+  /** Rules by slot (a dense array: slots are small integers). */
+  #bySlot: Array<LiveRule | undefined> = [];
   #blocks: LiveBlock[] = [];
   #key!: KeyLayout;
   #slotCapacity = 0;
@@ -203,11 +209,13 @@ export class LiveRules {
     if (rules.length === 0) return { kind: 'map', rules: [], ms: ms() };
     const chain = this.#chainFor(place);
     const index = this.#indexFor(chain, place);
+    // The new rules' names are taken in #byName from here (one lookup and one insert per rule); released on any failure of the plan.
     const lrs = this.#newRules(rules, chain, index);
     let p: Pending;
     try {
       p = this.#planMany(lrs, chain, index);
     } catch (e) {
+      for (const lr of lrs) this.#byName.delete(lr.def.name);
       if (!(e instanceof Reshape)) throw e;
       // One regeneration with them all, at consecutive positions (the definition sizes slots and entries).
       const ops: RuleOp[] = rules.map((rule, i) => ({ op: 'add', rule, place: { chain: chain.name, position: index + i } }));
@@ -271,7 +279,7 @@ export class LiveRules {
 
   /** @internal the rule holding a slot, as it is now. */
   ruleOfSlot(slot: number): RuleDef | undefined {
-    const r = this.#bySlot.get(slot);
+    const r = this.#bySlot[slot];
     if (!r) return undefined;
     if (!this.#def) this.#materialize();
     return r.now;
@@ -286,7 +294,8 @@ export class LiveRules {
     const slots = compiled.ruleSlots;
     this.#chains = [];
     this.#byName = new Map();
-    this.#bySlot = new Map();
+    // Sized up front: slots are assigned out of order, and a holey array stays fast where a growing sparse one may not.
+    this.#bySlot = new Array<LiveRule | undefined>(plan.slotCapacity);
     this.#blocks = [];
     let maxSlot = -1;
     const byId: LiveRule[] = [];
@@ -296,7 +305,7 @@ export class LiveRules {
         const lr: LiveRule = { def: r, chain, slot: slots?.[r.id] ?? r.id, now: r };
         chain.rules.push(lr);
         this.#byName.set(r.name, lr);
-        this.#bySlot.set(lr.slot, lr);
+        this.#bySlot[lr.slot] = lr;
         byId[r.id] = lr;
         maxSlot = Math.max(maxSlot, lr.slot);
       }
@@ -341,7 +350,7 @@ export class LiveRules {
     this.#nextSlot = maxSlot + 1;
     // Slots no rule holds (freed by earlier updates) are handed out first.
     this.#free = [];
-    for (let s = 0; s < maxSlot; s++) if (!this.#bySlot.has(s)) this.#free.push(s);
+    for (let s = 0; s < maxSlot; s++) if (this.#bySlot[s] === undefined) this.#free.push(s);
     this.#hasEvents = compiled.maps.some((m) => m.name === 'tsbpf_events');
     const ctl = this.host.object.maps['tsbpf_cls_ctl'];
     this.#gen = ctl ? (ctl.raw.get(u32Buf(0))?.readUInt32LE(0) ?? 0) & 1 : 0;
@@ -480,31 +489,49 @@ export class LiveRules {
     return { def, chain, slot: -1 };
   }
 
-  /** Rules from the DSL for addMany: named, and validated together in one pass. */
+  /**
+   * Rules from the DSL for addMany: named, and validated together in one
+   * pass. Their names are taken in #byName (the caller releases them when
+   * the plan fails); on a bad rule they are released here, and it throws.
+   */
   #newRules(rules: readonly RuleLike[], chain: LiveChain, index: number): LiveRule[] {
-    const names = new Set<string>();
-    const taken = { has: (n: string) => names.has(n) || this.#byName.has(n) };
-    const defs: RuleDef[] = [];
-    const problems: Array<{ message: string; rule: string; source?: SourcePosition }> = [];
-    rules.forEach((rule, i) => {
-      const data = (rule as { [RULE_DATA]?: RuleData } | undefined)?.[RULE_DATA];
-      if (!data) throw new TsbpfError('INVALID_ARGUMENT', 'rules.addMany takes rules made with rule(...)');
-      let name = data.name;
-      if (name === undefined) for (let k = chain.rules.length + i; ; k++) if (!taken.has((name = `${chain.name}#${k}`))) break;
-      if (taken.has(name!)) throw new DslError(`there is a rule named '${name}' already`, { rule: name!, ...(data.source ? { source: data.source } : {}) });
-      names.add(name!);
-      let limitId = 0;
-      const actions = data.actions.map((a) => (a.kind === 'limit' ? { ...a, limitId: limitId++ } : { ...a })) as ActionDef[];
-      const def: RuleDef = { id: i, name: name!, chain: chain.name, index: i, match: data.match.expr, actions };
-      if (data.comment !== undefined) def.comment = data.comment;
-      if (data.source) def.source = data.source;
-      for (const message of data.match.problems) problems.push({ message, rule: name!, ...(data.source ? { source: data.source } : {}) });
-      defs.push(def);
-    });
-    const base = this.host.compiled.definition;
-    const mini: Definition = { ...base, chains: this.#chains.map((c) => ({ name: c.name, policy: c.policy, rules: c === chain ? defs : [] })) };
-    throwProblems([...problems, ...validateDefinition(mini)]);
-    return defs.map((def) => ({ def, chain, slot: -1 }));
+    const byName = this.#byName;
+    const lrs: LiveRule[] = [];
+    try {
+      const defs: RuleDef[] = [];
+      const problems: Array<{ message: string; rule: string; source?: SourcePosition }> = [];
+      const shared = new Map<string, ActionDef[]>();
+      rules.forEach((rule, i) => {
+        const data = (rule as { [RULE_DATA]?: RuleData } | undefined)?.[RULE_DATA];
+        if (!data) throw new TsbpfError('INVALID_ARGUMENT', 'rules.addMany takes rules made with rule(...)');
+        let name = data.name;
+        if (name === undefined) for (let k = chain.rules.length + i; ; k++) if (!byName.has((name = `${chain.name}#${k}`))) break;
+        if (byName.has(name!)) throw new DslError(`there is a rule named '${name}' already`, { rule: name!, ...(data.source ? { source: data.source } : {}) });
+        let actions = sharedActions(data.actions, shared);
+        if (!actions) {
+          let limitId = 0;
+          actions = data.actions.map((a) => (a.kind === 'limit' ? { ...a, limitId: limitId++ } : { ...a })) as ActionDef[];
+        }
+        const def: RuleDef = { id: i, name: name!, chain: chain.name, index: i, match: data.match.expr, actions };
+        if (data.comment !== undefined) def.comment = data.comment;
+        if (data.source) def.source = data.source;
+        for (const message of data.match.problems) problems.push({ message, rule: name!, ...(data.source ? { source: data.source } : {}) });
+        defs.push(def);
+        // Made with every field it gets later: one object shape, no property added in the hot loop.
+        const lr = { def, chain, slot: -1, cls: undefined, now: undefined } as unknown as LiveRule;
+        byName.set(name!, lr);
+        lrs.push(lr);
+      });
+      const base = this.host.compiled.definition;
+      // Rules that are plainly valid on their own need no more than the names checked above: the definition is checked without them.
+      const plain = problems.length === 0 && defs.every(isPlainValidRule);
+      const mini: Definition = { ...base, chains: this.#chains.map((c) => ({ name: c.name, policy: c.policy, rules: c === chain && !plain ? defs : [] })) };
+      throwProblems([...problems, ...validateDefinition(mini)]);
+      return lrs;
+    } catch (e) {
+      for (const lr of lrs) byName.delete(lr.def.name);
+      throw e;
+    }
   }
 
   /**
@@ -515,18 +542,18 @@ export class LiveRules {
    * order of its members stays, so their entry lists are remapped in place).
    */
   #planMany(lrs: LiveRule[], chain: LiveChain, index: number): Pending {
-    const p: Pending = { entries: new Map(), blocks: new Set(), pre: [], freed: [], undo: [], names: [] };
+    const p: Pending = { entries: new Map(), blocks: new Set(), pre: [], freed: [], undo: [], names: [], fresh: [] };
     const prev = chain.rules[index - 1];
     const next = chain.rules[index];
     const candidates = [prev?.cls?.block, next?.cls?.block].filter((b): b is LiveBlock => b !== undefined);
     if (candidates.length === 0) reshape(`no classifier block next to where the rules go`);
-    const ks = lrs.map((lr) => {
-      const k = classifyRule(lr.def);
-      if (!k.ok) reshape(`rule '${lr.def.name}' is not classifiable (${k.why})`);
+    // Classified by shape: rules that differ only in their port and address values are classified once.
+    const ks = classifyRules(lrs.map((lr) => lr.def)).map((k, i) => {
+      if (!k.ok) reshape(`rule '${lrs[i]!.def.name}' is not classifiable (${k.why})`);
       return k;
     });
     // Tuple ids of every conjunction, once; the block whose tuple budget they fit.
-    const tupleIdsOf = ks.map((k) => k.conjs.map((c) => tupleId(c)));
+    const tupleIdsOf = ks.map((k) => k.tupleIds ?? k.conjs.map((c) => tupleId(c)));
     const distinct = new Map<string, Conj>();
     ks.forEach((k, i) => k.conjs.forEach((c, j) => distinct.has(tupleIdsOf[i]![j]!) || distinct.set(tupleIdsOf[i]![j]!, c)));
     const added = (b: LiveBlock) => {
@@ -562,18 +589,33 @@ export class LiveRules {
       tidOf.set(id, nextTid);
       fresh.push([id, nextTid++, c]);
     }
-    const tids = tupleIdsOf.map((ids) => ids.map((id) => tidOf.get(id)!));
-    const eids = ks.map((k, i) => k.conjs.map((c, j) => entryId(tagOf(block.id, tids[i]![j]!), c)));
-    let newEntries = 0;
-    const seen = new Set<string>();
-    for (const ids of eids) {
-      for (const id of ids) {
-        if (block.entries.has(id) || seen.has(id)) continue;
-        seen.add(id);
-        newEntries++;
+    // Rules of one shape share their tuple ids' array, and so their tids.
+    const tidsOf = new Map<string[], number[]>();
+    const tids = tupleIdsOf.map((ids) => {
+      let t = tidsOf.get(ids);
+      if (!t) tidsOf.set(ids, (t = ids.map((id) => tidOf.get(id)!)));
+      return t;
+    });
+    // Every conjunction's entry id and the entry it has now (looked up once; undefined: new), flat in rule order.
+    const ids: string[] = [];
+    const found: Array<LiveEntry | undefined> = [];
+    let maybeNew = 0;
+    ks.forEach((k, i) => {
+      const t = tids[i]!;
+      for (let j = 0; j < k.conjs.length; j++) {
+        const id = entryId(tagOf(block.id, t[j]!), k.conjs[j]!);
+        const e = block.entries.get(id);
+        ids.push(id);
+        found.push(e);
+        if (!e) maybeNew++;
       }
+    });
+    // New masked keys, counted exactly (rules of the batch may share one) only when the bound says it matters.
+    if (this.#entryCount + maybeNew > this.#entryCapacity) {
+      const fresh = new Set<string>();
+      ids.forEach((id, k) => found[k] || fresh.add(id));
+      if (this.#entryCount + fresh.size > this.#entryCapacity) reshape(`the classifier hash is full (${this.#entryCapacity} entries)`);
     }
-    if (this.#entryCount + newEntries > this.#entryCapacity) reshape(`the classifier hash is full (${this.#entryCapacity} entries)`);
 
     // Priorities between the neighbours in the block, or the block renumbered.
     const lo = prev?.cls?.block === block ? prev.cls.prio : 0;
@@ -582,36 +624,84 @@ export class LiveRules {
     let prioOfNew = (i: number) => lo + (i + 1) * step;
 
     // From here on nothing fails: change the state.
-    const rules = (chain.rules = [...chain.rules.slice(0, index), ...lrs, ...chain.rules.slice(index)]);
+    const rules = (chain.rules = chain.rules.slice(0, index).concat(lrs, chain.rules.slice(index)));
     for (const [id, tid, mask] of fresh) {
       block.tuples.set(id, { tid, id, mask, minPrio: PRIO_NONE, count: 0 });
       block.tids.add(tid);
     }
     p.blocks.add(block);
-    if (step < 1) {
-      // Renumber: the block is a contiguous run of its chain; members keep their order, spaced evenly.
+    if (step < MIN_BATCH_STEP) {
+      // No room between the neighbours. The block is a contiguous run of its chain, a..b with the batch at index.
       let a = index;
       while (a > 0 && rules[a - 1]!.cls?.block === block) a--;
       let b = index + n;
       while (b < rules.length && rules[b]!.cls?.block === block) b++;
-      const gap = prioGap(b - a);
-      const first = index - a + 1;
-      prioOfNew = (i) => (first + i) * gap;
+      // The smallest window of members around the batch (doubling) whose outer neighbours leave room for all of it:
+      // only the members in the window move, and with them only their entries (an order-maintenance list).
+      let wa = a;
+      let wb = b;
+      let wlo = 0;
+      let wstep = 0;
+      for (let w = 1; ; w *= 2) {
+        const x = Math.max(a, index - w);
+        const y = Math.min(b, index + n + w);
+        if (x === a && y === b) break;
+        const l = x > a ? rules[x - 1]!.cls!.prio : 0;
+        const h = y < b ? rules[y]!.cls!.prio : PRIO_NONE - 1;
+        const st = Math.floor((h - l) / (y - x + 1));
+        if (st >= MIN_BATCH_STEP) {
+          wa = x;
+          wb = y;
+          wlo = l;
+          wstep = st;
+          break;
+        }
+      }
+      const whole = wa === a && wb === b;
+      // The whole block renumbered: members keep their order, spaced evenly.
+      const gap = whole ? prioGap(b - a) : wstep;
+      const base = whole ? 0 : wlo;
+      const first = index - wa + 1;
+      prioOfNew = (i) => base + (first + i) * gap;
       const prioOf = new Map<number, number>();
-      for (let i = a; i < b; i++) {
+      for (let i = wa; i < wb; i++) {
         const r = rules[i]!;
         if (r.cls) {
-          r.cls.prio = (i - a + 1) * gap;
+          r.cls.prio = base + (i - wa + 1) * gap;
           prioOf.set(r.slot, r.cls.prio);
         }
       }
-      for (const t of block.tuples.values()) t.minPrio = PRIO_NONE;
       const byTid = new Map([...block.tuples.values()].map((t) => [t.tid, t]));
-      for (const [id, e] of block.entries) {
+      // Order is kept, so every list stays sorted with its priorities remapped.
+      const remap = (id: string, e: LiveEntry) => {
         this.#touch(block, id, e, p);
         e.list = e.list.map((x) => ({ prio: prioOf.get(x.slot) ?? x.prio, slot: x.slot }));
-        const t = byTid.get(e.tag & 255);
-        if (t && e.list[0] && e.list[0].prio < t.minPrio) t.minPrio = e.list[0].prio;
+      };
+      if (whole) {
+        for (const t of block.tuples.values()) t.minPrio = PRIO_NONE;
+        for (const [id, e] of block.entries) {
+          remap(id, e);
+          const t = byTid.get(e.tag & 255);
+          if (t && e.list[0] && e.list[0].prio < t.minPrio) t.minPrio = e.list[0].prio;
+        }
+      } else {
+        // The entries of the moved members; a tuple's bound is lowered where a member moved below it.
+        const done = new Set<string>();
+        for (let i = wa; i < wb; i++) {
+          const cls = rules[i]!.cls;
+          if (!cls) continue;
+          cls.conjs.forEach((c, k) => {
+            const tid = cls.tids[k]!;
+            const id = entryId(tagOf(block.id, tid), c);
+            const e = block.entries.get(id);
+            if (e && !done.has(id)) {
+              done.add(id);
+              remap(id, e);
+            }
+            const t = byTid.get(tid);
+            if (t && cls.prio < t.minPrio) t.minPrio = cls.prio;
+          });
+        }
       }
     }
     // Slots, action records and zeroed counters (contiguous buffers, one batch each).
@@ -619,48 +709,60 @@ export class LiveRules {
     const actKeys = Buffer.alloc(4 * n);
     const actVals = Buffer.alloc(ACT_SIZE * n);
     const byTid = new Map([...block.tuples.values()].map((t) => [t.tid, t]));
+    let at = 0;
     lrs.forEach((lr, i) => {
       const k = ks[i]!;
-      this.#hint.set(lr, index + i);
-      this.#byName.set(lr.def.name, lr);
+      // No #hint for them: a WeakMap entry each costs more than the scan #indexOf makes when one is looked up. (#newRules named them.)
       const slot = this.#free.length ? this.#free.shift()! : this.#nextSlot++;
       lr.slot = slot;
-      this.#bySlot.set(slot, lr);
+      this.#bySlot[slot] = lr;
       actKeys.writeUInt32LE(slot, 4 * i);
       writeAction(actVals, ACT_SIZE * i, k.action, slot);
       lr.cls = { block, prio: prioOfNew(i), conjs: k.conjs, tids: tids[i]!, action: k.action };
       p.names.push(lr.def.name);
-      this.#placeEntries(lr, eids[i]!, block, byTid, p);
+      this.#placeEntries(lr, ids, found, at, block, byTid, p);
+      at += k.conjs.length;
     });
     p.batches = [['tsbpf_cls_act', actKeys, actVals, n]];
     if (counters) p.batches.push(['tsbpf_counters', actKeys, Buffer.alloc(counters.valueBytes * n), n]);
     return p;
   }
 
-  /** A classified rule's entries into its block's lists (and tuple counts and bounds), for addMany. */
-  #placeEntries(lr: LiveRule, ids: string[], block: LiveBlock, byTid: Map<number, LiveTuple>, p: Pending): void {
+  /**
+   * A classified rule's entries into its block's lists (and tuple counts and
+   * bounds), for addMany: ids and found (the entry before the batch) from `at`.
+   */
+  #placeEntries(lr: LiveRule, ids: string[], found: Array<LiveEntry | undefined>, at: number, block: LiveBlock, byTid: Map<number, LiveTuple>, p: Pending): void {
     const cls = lr.cls!;
     const item = { prio: cls.prio, slot: lr.slot };
-    cls.conjs.forEach((c, i) => {
+    const conjs = cls.conjs;
+    for (let i = 0; i < conjs.length; i++) {
       const tid = cls.tids[i]!;
       const t = byTid.get(tid)!;
       t.count++;
       if (cls.prio < t.minPrio) t.minPrio = cls.prio;
-      const id = ids[i]!;
-      let e = block.entries.get(id);
-      if (!e) {
-        e = { tag: tagOf(block.id, tid), conj: c, list: [] };
-        block.entries.set(id, e);
-        this.#entryCount++;
+      const id = ids[at + i]!;
+      let e = found[at + i];
+      if (e) this.#touch(block, id, e, p); // it had a winner before: remember it
+      else {
+        e = block.entries.get(id);
+        if (!e) {
+          // New: nothing to remember of it before the update, and it has no other rule yet.
+          const made: LiveEntry = { tag: tagOf(block.id, tid), conj: conjs[i]!, list: [item] };
+          block.entries.set(id, made);
+          this.#entryCount++;
+          p.fresh!.push(made);
+          continue;
+        }
+        // New in this batch, made by an earlier rule of it with the same masked key: stays fresh.
       }
-      this.#touch(block, id, e, p);
       const list = e.list;
       if (list.length === 0 || list[list.length - 1]!.prio < item.prio) list.push(item);
       else {
-        const at = list.findIndex((x) => x.prio > item.prio);
-        list.splice(at < 0 ? list.length : at, 0, item);
+        const k = list.findIndex((x) => x.prio > item.prio);
+        list.splice(k < 0 ? list.length : k, 0, item);
       }
-    });
+    }
   }
 
   #insert(lr: LiveRule, index: number, p: Pending): void {
@@ -676,12 +778,12 @@ export class LiveRules {
   #detach(lr: LiveRule, index: number, p: Pending): void {
     lr.chain.rules.splice(index, 1);
     this.#byName.delete(lr.def.name);
-    this.#bySlot.delete(lr.slot);
+    this.#bySlot[lr.slot] = undefined;
     p.freed.push(lr.slot);
     p.undo.push(() => {
       lr.chain.rules.splice(index, 0, lr);
       this.#byName.set(lr.def.name, lr);
-      this.#bySlot.set(lr.slot, lr);
+      this.#bySlot[lr.slot] = lr;
       p.freed.pop();
     });
   }
@@ -718,8 +820,8 @@ export class LiveRules {
     }
     const slot = this.#allocSlot(p);
     lr.slot = slot;
-    this.#bySlot.set(slot, lr);
-    p.undo.push(() => this.#bySlot.delete(slot));
+    this.#bySlot[slot] = lr;
+    p.undo.push(() => (this.#bySlot[slot] = undefined));
     p.pre.push(['tsbpf_cls_act', u32Buf(slot), actionValue(k.action, slot)]);
     const counters = this.host.object.maps['tsbpf_counters'];
     if (counters) p.pre.push(['tsbpf_counters', u32Buf(slot), Buffer.alloc(counters.valueBytes)]);
@@ -941,32 +1043,39 @@ export class LiveRules {
 
     const g = this.#gen;
     const h = 1 - g;
-    // Keys and values laid out contiguously: one batch for generation h.
-    const changed: Array<{ key: Buffer; after: { prio: number; slot: number } | undefined; id: string; block: LiveBlock }> = [];
+    // Keys and values laid out contiguously: one batch for generation h. Entries whose winner changes:
+    // touched ones (with their winner before) and new ones (no winner before).
+    const ks = this.#key.size;
+    const fresh = p.fresh ?? [];
+    const most = p.entries.size + fresh.length;
+    const keyBuf = Buffer.alloc(ks * most);
+    const valBuf = Buffer.alloc(VAL_SIZE * most);
+    const winP = new Float64Array(most);
+    const winS = new Float64Array(most);
+    // Entries no rule holds any more: index, id, block.
+    const gone: Array<[number, string, LiveBlock]> = [];
+    let count = 0;
+    const put = (entry: LiveEntry, bp: number, bs: number, ap: number, as: number) => {
+      writeKey(this.#key, keyBuf, count * ks, entry.tag, entry.conj);
+      if (g === 0) writeValue(valBuf, count * VAL_SIZE, bp, bs, ap, as);
+      else writeValue(valBuf, count * VAL_SIZE, ap, as, bp, bs);
+      winP[count] = ap;
+      winS[count] = as;
+      count++;
+    };
     for (const [id, { entry, block, before }] of p.entries) {
       const after = entry.list[0];
       if (before?.prio === after?.prio && before?.slot === after?.slot) continue;
-      changed.push({ key: undefined as unknown as Buffer, after, id, block });
+      if (!after) gone.push([count, id, block]);
+      put(entry, before?.prio ?? PRIO_NONE, before?.slot ?? 0, after?.prio ?? PRIO_NONE, after?.slot ?? 0);
     }
-    const ks = this.#key.size;
-    const keyBuf = Buffer.alloc(ks * changed.length);
-    const valBuf = Buffer.alloc(VAL_SIZE * changed.length);
-    let i = 0;
-    for (const [, { entry, before }] of p.entries) {
-      const after = entry.list[0];
-      if (before?.prio === after?.prio && before?.slot === after?.slot) continue;
-      writeKey(this.#key, keyBuf, i * ks, entry.tag, entry.conj);
-      changed[i]!.key = keyBuf.subarray(i * ks, (i + 1) * ks);
-      const bp = before?.prio ?? PRIO_NONE;
-      const bs = before?.slot ?? 0;
-      const ap = after?.prio ?? PRIO_NONE;
-      const as = after?.slot ?? 0;
-      if (g === 0) writeValue(valBuf, i * VAL_SIZE, bp, bs, ap, as);
-      else writeValue(valBuf, i * VAL_SIZE, ap, as, bp, bs);
-      i++;
+    for (const entry of fresh) {
+      const after = entry.list[0]!;
+      put(entry, PRIO_NONE, 0, after.prio, after.slot);
     }
-    if (changed.length >= 4) n.mapUpdateBatch(hash.fd, keyBuf, valBuf, changed.length, 0);
-    else for (let j = 0; j < changed.length; j++) n.mapUpdate(hash.fd, changed[j]!.key, valBuf.subarray(j * VAL_SIZE, (j + 1) * VAL_SIZE), 0);
+    const keyAt = (j: number) => keyBuf.subarray(j * ks, (j + 1) * ks);
+    if (count >= 4) n.mapUpdateBatch(hash.fd, keyBuf.subarray(0, ks * count), valBuf.subarray(0, VAL_SIZE * count), count, 0);
+    else for (let j = 0; j < count; j++) n.mapUpdate(hash.fd, keyAt(j), valBuf.subarray(j * VAL_SIZE, (j + 1) * VAL_SIZE), 0);
     const orders = new Map<LiveBlock, LiveTuple[]>();
     for (const b of p.blocks) {
       const { order, sig } = orderOf(b);
@@ -978,26 +1087,32 @@ export class LiveRules {
     // The switch: packets from now on read generation h.
     n.mapUpdate(ctl.fd, u32Buf(0), u32Buf(h), 0);
     this.#gen = h;
-    // Bring generation g level with h.
-    const mk: Buffer[] = [];
-    let m = 0;
-    const mv = Buffer.alloc(VAL_SIZE * changed.length);
-    for (const c of changed) {
-      if (!c.after) {
-        n.mapDelete(hash.fd, c.key);
-        c.block.entries.delete(c.id);
+    // Bring generation g level with h: the winners in both; entries no rule holds go.
+    let keys = keyBuf;
+    let m = count;
+    if (gone.length) {
+      for (const [j, id, block] of gone) {
+        n.mapDelete(hash.fd, keyAt(j));
+        block.entries.delete(id);
         this.#entryCount--;
-        continue;
       }
-      writeValue(mv, VAL_SIZE * m++, c.after.prio, c.after.slot, c.after.prio, c.after.slot);
-      mk.push(c.key);
+      keys = Buffer.alloc(ks * count);
+      m = 0;
+      let d = 0;
+      for (let j = 0; j < count; j++) {
+        if (d < gone.length && gone[d]![0] === j) {
+          d++;
+          continue;
+        }
+        keyBuf.copy(keys, m * ks, j * ks, (j + 1) * ks);
+        winP[m] = winP[j]!;
+        winS[m] = winS[j]!;
+        m++;
+      }
     }
-    if (m > 0) {
-      // The keys are views into keyBuf; concat copies them only when some were deleted.
-      const keys = m === changed.length ? keyBuf : Buffer.concat(mk);
-      if (m >= 4) n.mapUpdateBatch(hash.fd, keys, mv.subarray(0, VAL_SIZE * m), m, 0);
-      else for (let j = 0; j < m; j++) n.mapUpdate(hash.fd, mk[j]!, mv.subarray(j * VAL_SIZE, (j + 1) * VAL_SIZE), 0);
-    }
+    for (let j = 0; j < m; j++) writeValue(valBuf, j * VAL_SIZE, winP[j]!, winS[j]!, winP[j]!, winS[j]!);
+    if (m >= 4) n.mapUpdateBatch(hash.fd, keys.subarray(0, ks * m), valBuf.subarray(0, VAL_SIZE * m), m, 0);
+    else for (let j = 0; j < m; j++) n.mapUpdate(hash.fd, keys.subarray(j * ks, (j + 1) * ks), valBuf.subarray(j * VAL_SIZE, (j + 1) * VAL_SIZE), 0);
     for (const [b, order] of orders) this.#writeTuples(b, g, order, tup, ctl);
     for (const b of p.blocks) {
       for (const t of [...b.tuples.values()]) {
@@ -1170,6 +1285,25 @@ export class LiveRules {
       a.replace(prog);
     }
   }
+}
+
+const PLAIN_KINDS = new Set(['accept', 'drop', 'reject', 'return', 'count']);
+
+/**
+ * One frozen copy of an action list without parameters (`count`, then a
+ * verdict) for all the rules of a batch that have it: nothing changes a
+ * rule's actions in place (materializing copies them).
+ */
+function sharedActions(actions: readonly { kind: string }[], shared: Map<string, ActionDef[]>): ActionDef[] | undefined {
+  let key = '';
+  for (const a of actions) {
+    if (!PLAIN_KINDS.has(a.kind)) return undefined;
+    for (const k in a) if (k !== 'kind') return undefined;
+    key += `${a.kind},`;
+  }
+  let list = shared.get(key);
+  if (!list) shared.set(key, (list = Object.freeze(actions.map((a) => Object.freeze({ kind: a.kind }))) as unknown as ActionDef[]));
+  return list;
 }
 
 /** `<chain>#<n>` for the first n from the chain's length that no rule has. */

@@ -64,6 +64,11 @@ export interface Contender {
   setup(topo: BenchTopology, n: number): Promise<SetupResult | void>;
   /** Returns ms when it times its own span, else the harness times the call. */
   addOneRule(topo: BenchTopology, index: number): Promise<number | void>;
+  /**
+   * Add `count` rules (non-matching rules from index `from`) at once into the live ruleset of n rules;
+   * returns ms when it times its own span, else the harness times the call.
+   */
+  addManyRules?(topo: BenchTopology, n: number, from: number, count: number): Promise<number | void>;
   teardown(topo: BenchTopology): Promise<void>;
   memoryBytes?(topo: BenchTopology): Promise<MemoryReport | null>;
   perPacketNs?(topo: BenchTopology, n: number): Promise<number | null>;

@@ -50,6 +50,14 @@ function iptables(name: string, backend: 'legacy' | 'nft', description: string):
       const r = await topo.routerRunOk(`${bin} -I`, bin, ['-w', '-I', 'FORWARD', '1', ...ruleArgs(nonMatchingRule(index))]);
       return r.ms;
     },
+    async addManyRules(topo, _n, from, count) {
+      // One restore that keeps the ruleset (--noflush) and appends the rules (after the accept: they never match).
+      const lines = ['*filter'];
+      for (let i = from; i < from + count; i++) lines.push(`-A FORWARD ${ruleArgs(nonMatchingRule(i)).join(' ')}`);
+      lines.push('COMMIT', '');
+      const r = await topo.routerRunOk(`${restore} --noflush of ${count} rules`, restore, ['-w', '--noflush'], { stdin: lines.join('\n'), timeoutMs: 600_000 });
+      return r.ms;
+    },
     async teardown(topo) {
       await topo.routerRunOk(`${restore} (flush)`, restore, ['-w'], { stdin: EMPTY, timeoutMs: 120_000 });
     },

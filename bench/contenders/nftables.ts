@@ -103,5 +103,10 @@ export const nftablesSet: Contender = {
     const args = ['add', 'element', 'ip', TABLE, 'blocked', `{ ${elementText(nonMatchingRule(index))} }`];
     return (await topo.routerRunOk('nft add element', 'nft', args)).ms;
   },
+  async addManyRules(topo, _n, from, count) {
+    const elements: string[] = [];
+    for (let i = from; i < from + count; i++) elements.push(elementText(nonMatchingRule(i)));
+    return loadFile(topo, `nft -f (add ${count} elements)`, `add element ip ${TABLE} blocked { ${elements.join(', ')} }\n`);
+  },
   teardown: dropTable,
 };

@@ -116,6 +116,26 @@ function tsbpf(name: string, hook: 'tc-ingress' | 'xdp', description: string): C
       if (u.kind !== 'map') throw new Error(`adding a rule regenerated the program (${u.why})`);
       return u.ms;
     },
+    async addManyRules(_topo, n, from, count) {
+      // A filter of n rules loaded (not attached) with rule slots and hash entries for the batch, as a ruleset
+      // that is to take one would be; the batch goes in before the accept rule: map updates only, one switch.
+      const room = 2 ** Math.ceil(Math.log2(2 * (n + count + 3)));
+      const h = load(ruleset({ trafficCidr: '10.0.0.0/8' } as BenchTopology, n, hook), { classify: 'always', layout: { slotCapacity: room, entryCapacity: room } });
+      try {
+        const was = setSourceCapture(false);
+        const rules: RuleLike[] = [];
+        try {
+          for (let i = from; i < from + count; i++) rules.push(ruleOf(nonMatchingRule(i)));
+        } finally {
+          setSourceCapture(was);
+        }
+        const u = h.rules.addMany(rules, { position: { before: 'allow' } });
+        if (u.kind !== 'map') throw new Error(`adding ${count} rules regenerated the program (${u.why})`);
+        return u.ms;
+      } finally {
+        h.close();
+      }
+    },
     async teardown(topo) {
       const h = loaded.get(topo.id);
       loaded.delete(topo.id);

@@ -100,24 +100,50 @@ export function wideAddr(c: Conj, f: 'src' | 'dst'): boolean {
   return (c[w + 1]! | c[w + 2]! | c[w + 3]!) !== 0;
 }
 
+/** Scratch char codes for the ids below: one String.fromCharCode call, no string concatenation. */
+const CODES: number[] = new Array<number>(4 * WORDS + 2).fill(0);
+
+function codesOf(n: number): string {
+  CODES.length = n;
+  return String.fromCharCode.apply(null, CODES);
+}
+
 /** Identity of the tuple (the masks), as a short string. */
 export function tupleId(c: Conj): string {
-  let s = '';
   for (let i = 0; i < WORDS; i++) {
     const m = c[i]!;
-    s += String.fromCharCode(m & 0xffff, m >>> 16);
+    CODES[2 * i] = m & 0xffff;
+    CODES[2 * i + 1] = m >>> 16;
   }
-  return s;
+  return codesOf(2 * WORDS);
 }
 
 /** Identity of the whole conjunction (masks and values). */
 export function conjId(c: Conj): string {
-  let s = '';
   for (let i = 0; i < 2 * WORDS; i++) {
     const m = c[i]!;
-    s += String.fromCharCode(m & 0xffff, m >>> 16);
+    CODES[2 * i] = m & 0xffff;
+    CODES[2 * i + 1] = m >>> 16;
   }
-  return s;
+  return codesOf(4 * WORDS);
+}
+
+/**
+ * Identity of an entry: the tag, then the values of the words its masks
+ * constrain. The tag names the tuple, so the words left out are the same
+ * ones (and zero) for every entry with that tag.
+ */
+export function maskedId(tag: number, c: Conj): string {
+  CODES[0] = tag & 0xffff;
+  CODES[1] = tag >>> 16;
+  let n = 2;
+  for (let i = 0; i < WORDS; i++) {
+    if (c[i] === 0) continue;
+    const v = c[WORDS + i]!;
+    CODES[n++] = v & 0xffff;
+    CODES[n++] = v >>> 16;
+  }
+  return codesOf(n);
 }
 
 /** Where each field lives in the key struct. */
@@ -183,16 +209,33 @@ export function keyStructC(k: KeyLayout): string {
  * buf at offset, host byte order (little endian).
  */
 export function writeKey(k: KeyLayout, buf: Buffer, offset: number, tag: number, c: Conj, masks = false): void {
-  buf.fill(0, offset, offset + k.size);
-  buf.writeUInt32LE(tag >>> 0, offset);
+  // Byte stores: the tag and the fields cover the key but for its padding, which is zeroed.
+  u32le(buf, offset, tag);
   const base = masks ? 0 : WORDS;
-  for (const f of k.fields) {
+  const fields = k.fields;
+  for (let j = 0; j < fields.length; j++) {
+    const f = fields[j]!;
     const w = base + WORD[f.field];
     const at = offset + f.offset;
-    if (f.size === 1) buf[at] = c[w]!;
-    else if (f.size === 2) buf.writeUInt16LE(c[w]!, at);
-    else for (let i = 0; i < f.size / 4; i++) buf.writeUInt32LE(c[w + i]!, at + 4 * i);
+    const v = c[w]!;
+    if (f.size === 1) buf[at] = v;
+    else if (f.size === 2) {
+      buf[at] = v & 255;
+      buf[at + 1] = (v >>> 8) & 255;
+    } else {
+      u32le(buf, at, v);
+      for (let i = 1; i < f.size / 4; i++) u32le(buf, at + 4 * i, c[w + i]!);
+    }
   }
+  for (let i = k.size - k.pad; i < k.size; i++) buf[offset + i] = 0;
+}
+
+/** A u32, little endian, by byte stores. */
+export function u32le(buf: Buffer, at: number, v: number): void {
+  buf[at] = v & 255;
+  buf[at + 1] = (v >>> 8) & 255;
+  buf[at + 2] = (v >>> 16) & 255;
+  buf[at + 3] = (v >>> 24) & 255;
 }
 
 export function encodeKey(k: KeyLayout, tag: number, c: Conj, masks = false): Buffer {

@@ -15,7 +15,7 @@
  */
 import { DslError } from '../../sdk/errors.js';
 import type { Definition, RuleDef } from '../../sdk/model.js';
-import { FIELDS, hasField, keyLayout, tupleId, tupleText, wideAddr, WORDS, writeKey, type ClsField, type Conj, type KeyLayout } from './fields.js';
+import { FIELDS, hasField, keyLayout, maskedId, u32le, tupleId, tupleText, wideAddr, WORDS, writeKey, type ClsField, type Conj, type KeyLayout } from './fields.js';
 import { classifyRule, CLS_FLAG, type ClsAction } from './rule.js';
 
 /** Tuples a block may have (the bound of the lookup loop). */
@@ -296,19 +296,14 @@ export function tagOf(block: number, tid: number): number {
 
 /** Identity of an entry within the hash: its tag and masked values. */
 export function entryId(tag: number, c: Conj): string {
-  let s = String.fromCharCode(tag & 0xffff, tag >>> 16);
-  for (let i = WORDS; i < 2 * WORDS; i++) {
-    const v = c[i]!;
-    s += String.fromCharCode(v & 0xffff, v >>> 16);
-  }
-  return s;
+  return maskedId(tag, c);
 }
 
 export function writeValue(b: Buffer, at: number, p0: number, s0: number, p1: number, s1: number): void {
-  b.writeUInt32LE(p0 >>> 0, at);
-  b.writeUInt32LE(p1 >>> 0, at + 4);
-  b.writeUInt32LE(s0 >>> 0, at + 8);
-  b.writeUInt32LE(s1 >>> 0, at + 12);
+  u32le(b, at, p0);
+  u32le(b, at + 4, p1);
+  u32le(b, at + 8, s0);
+  u32le(b, at + 12, s1);
 }
 
 /** struct tsbpf_cls_tuple: the masks (tag = the tag of its entries) and the lowest priority it holds. */

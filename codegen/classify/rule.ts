@@ -16,7 +16,7 @@
  */
 import { parseCidr } from '../../sdk/addr.js';
 import type { ActionDef, FieldPredicate, MatchExpr, NumField, NumRange, RuleDef } from '../../sdk/model.js';
-import { conjId, FIELDS, hasField, L4_CODE, newConj, PRES, WORD, WORDS, wideAddr, type ClsField, type Conj } from './fields.js';
+import { conjId, FIELDS, hasField, L4_CODE, newConj, PRES, tupleId, WORD, WORDS, wideAddr, type ClsField, type Conj } from './fields.js';
 
 /** A rule whose match needs more entries than this stays linear code. */
 export const MAX_RULE_ENTRIES = 64;
@@ -376,4 +376,130 @@ export function classifyRule(r: RuleDef): Classified {
     if (e instanceof Unclassifiable) return { ok: false, why: e.message };
     throw e;
   }
+}
+
+/**
+ * A rule's match as a shape and its values: predicates whose values only
+ * fill words of a conjunction (one port, one IPv4 CIDR of a given length),
+ * with the rest (presence, and/has structure) making the shape. Rules of one
+ * shape classify to the same conjunction but for those words. A shape is a
+ * node of a trie walked token by token (no key strings to build).
+ */
+interface ShapeNode {
+  next: Map<unknown, ShapeNode>;
+  /** The shape's conjunction and where its values go; null: not a template (classify such rules in full). */
+  template?: { k: Classified & { ok: true }; tupleIds: string[] } | null;
+}
+
+function step(node: ShapeNode, token: unknown): ShapeNode {
+  let n = node.next.get(token);
+  if (!n) node.next.set(token, (n = { next: new Map() }));
+  return n;
+}
+
+const PORT_WORD: Partial<Record<NumField, number>> = { 'l4.sport': WORD.sport, 'l4.dport': WORD.dport };
+const OPEN = Symbol('(');
+const CLOSE = Symbol(')');
+const HAS = Symbol('has');
+const NUM = Symbol('num');
+const ADDR = Symbol('addr');
+
+/** The shape node of e from node, its values pushed to words as (word, masked value) pairs; undefined when e has no such shape. */
+function shapeOf(e: MatchExpr, node: ShapeNode, words: number[]): ShapeNode | undefined {
+  switch (e.kind) {
+    case 'and': {
+      let n: ShapeNode | undefined = step(node, OPEN);
+      for (const a of e.args) if (!(n = shapeOf(a, n, words))) return undefined;
+      return step(n, CLOSE);
+    }
+    case 'has':
+      return step(step(node, HAS), e.layer);
+    case 'num': {
+      const w = PORT_WORD[e.field];
+      const r = e.ranges[0];
+      if (w === undefined || e.ranges.length !== 1 || r![0] !== r![1]) return undefined;
+      const v = r![0];
+      if (!Number.isInteger(v) || v < 0 || v > 0xffff) return undefined;
+      for (let i = 0; i < words.length; i += 2) if (words[i] === w) return undefined;
+      words.push(w, v);
+      return step(step(node, NUM), e.field);
+    }
+    case 'addr': {
+      if (e.cidrs.length !== 1 || (e.field !== 'ip4.src' && e.field !== 'ip4.dst')) return undefined;
+      const q = quickCidr4(e.cidrs[0]!);
+      if (!q) return undefined;
+      const w = e.field === 'ip4.src' ? WORD.src : WORD.dst;
+      for (let i = 0; i < words.length; i += 2) if (words[i] === w) return undefined;
+      const m = q.len === 0 ? 0 : (0xffffffff << (32 - q.len)) >>> 0;
+      words.push(w, (q.addr & m) >>> 0);
+      return step(step(step(node, ADDR), e.field), q.len);
+    }
+    default:
+      return undefined;
+  }
+}
+
+/** Actions without parameters share their record. */
+const PLAIN_ACTIONS = new Set(['accept', 'drop', 'reject', 'return', 'count']);
+
+/** 'accept,' or 'count,drop,' for a list of parameterless actions, else ''. */
+function plainKey(actions: readonly ActionDef[]): string {
+  let key = '';
+  for (const a of actions) {
+    if (!PLAIN_ACTIONS.has(a.kind)) return '';
+    key += `${a.kind},`;
+  }
+  return key;
+}
+
+/**
+ * classifyRule for many rules, classifying each shape once: rules that
+ * differ only in the ports and IPv4 addresses they test (one value each, in
+ * words no other predicate constrains) get the first one's conjunction with
+ * their values written in. The result equals classifyRule's per rule;
+ * `tupleIds` (the identity of each conjunction's tuple) comes along.
+ */
+export function classifyRules(rules: readonly RuleDef[]): Array<Classified & { tupleIds?: string[] }> {
+  const root: ShapeNode = { next: new Map() };
+  // Action lists seen (rules of a batch often share one list), by identity.
+  const plainOf = new Map<readonly ActionDef[], string>();
+  const out: Array<Classified & { tupleIds?: string[] }> = [];
+  const words: number[] = [];
+  for (const r of rules) {
+    let plain = plainOf.get(r.actions);
+    if (plain === undefined) plainOf.set(r.actions, (plain = plainKey(r.actions)));
+    words.length = 0;
+    const node = plain ? shapeOf(r.match, step(root, plain), words) : undefined;
+    if (!node) {
+      out.push(classifyRule(r));
+      continue;
+    }
+    let t = node.template;
+    if (t === undefined) {
+      // The first rule of the shape, classified in full. The shape is a template when it gives one conjunction that keeps every value word whole.
+      const k = classifyRule(r);
+      t = null;
+      if (k.ok && k.conjs.length === 1) {
+        const c = k.conjs[0]!;
+        let whole = true;
+        for (let i = 0; i < words.length; i += 2) {
+          const w = words[i]!;
+          if (c[w] === 0 && w !== WORD.src && w !== WORD.dst) whole = false;
+          if (c[WORDS + w] !== words[i + 1]) whole = false;
+        }
+        if (whole) t = { k, tupleIds: [tupleId(c)] };
+      }
+      node.template = t;
+      out.push(t ? { ...k, tupleIds: t.tupleIds } : k);
+      continue;
+    }
+    if (t === null) {
+      out.push(classifyRule(r));
+      continue;
+    }
+    const c = t.k.conjs[0]!.slice();
+    for (let i = 0; i < words.length; i += 2) c[WORDS + words[i]!] = words[i + 1]!;
+    out.push({ ok: true, conjs: [c], action: t.k.action, fields: t.k.fields, v6: t.k.v6, tupleIds: t.tupleIds });
+  }
+  return out;
 }

@@ -109,7 +109,7 @@ test('ratios are to the no-filter run at the same N; +ns/pkt is what the filter 
 test('the table has a line per contender and N, with ratios', () => {
   const table = formatTable(sample());
   assert.match(table, /^contender\s+N\s+TCP Gbit\/s\s+ratio\s+UDP kpps/);
-  assert.match(table, /iptables-legacy\s+10,000\s+4\.00\s+0\.500\s+10\.0\s+0\.100\s+90000\s+110\s+3\.00\s+2\.9 MiB\s+-/);
+  assert.match(table, /iptables-legacy\s+10,000\s+4\.00\s+0\.500\s+10\.0\s+0\.100\s+90000\s+110\s+3\.00\s+-\s+2\.9 MiB\s+-/);
 });
 
 test('charts: one SVG per metric, a line per contender, log x with N=0 set apart; per-packet only with data', () => {

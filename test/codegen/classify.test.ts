@@ -10,9 +10,10 @@ import { compile } from '../../codegen/compile.js';
 import { describePlan } from '../../codegen/classify/describe.js';
 import { tupleText } from '../../codegen/classify/fields.js';
 import { AUTO_MAX_LINEAR_RUN, planClassification, T_MAX } from '../../codegen/classify/plan.js';
-import { classifyRule, rangePieces } from '../../codegen/classify/rule.js';
+import { classifyRule, classifyRules, rangePieces } from '../../codegen/classify/rule.js';
 import { filter, match, range, rule, type RuleLike } from '../../sdk/index.js';
 import type { RuleDef } from '../../sdk/model.js';
+import { isPlainValidRule, validateDefinition } from '../../sdk/dsl/validate.js';
 
 function ruleDef(r: RuleLike): RuleDef {
   const f = filter('t', { hook: 'tc-ingress' }, ({ chain }) => chain('c', {}, [r]));
@@ -151,6 +152,56 @@ test('a long chain is cut into continuation programs reached by goto', () => {
   assert.ok(r.c.includes("goto input~2"), 'the first program continues in the second');
   assert.ok(r.tailCalls[r.programs[0]!.program]! <= 4);
   assert.is(r.programs.flatMap((p) => p.rules).length, 900, 'every rule is in exactly one program');
+});
+
+test('classifyRules (by shape) gives what classifyRule gives, rule by rule', () => {
+  type Ip = `${number}.${number}.${number}.${number}`;
+  const ip = (i: number) => `10.${(i >> 8) & 255}.${i & 255}.${(i * 7) & 255}` as Ip;
+  const rules: RuleLike[] = [];
+  for (let i = 0; i < 60; i++) {
+    const k = i % 10;
+    if (k === 0) rules.push(rule(match.ip4.src(ip(i)).and(match.tcp.dport(i))).accept());
+    else if (k === 1) rules.push(rule(match.ip4.src(`${ip(i)}/${8 + (i % 20)}` as `${Ip}/${number}`).and(match.udp.sport(i * 3))).count().drop());
+    else if (k === 2) rules.push(rule(match.ip4.dst(ip(i)).and(match.ip4.src(ip(i + 1))).and(match.tcp.dport(i % 2 ? 0 : 65535))).accept());
+    // Same word twice (contradiction when the values differ): not a template, classified in full.
+    else if (k === 3) rules.push(rule(match.tcp.dport(80).and(match.tcp.dport(i % 2 ? 80 : 81))).drop());
+    else if (k === 4) rules.push(rule(match.ip6.src('2001:db8::1').and(match.ip4.src(ip(i)))).drop());
+    else if (k === 5) rules.push(rule(match.ip4.src(ip(i)).and(match.tcp.dport(range(1000, 1000 + i)))).drop());
+    else if (k === 6) rules.push(rule(match.ip4.src([ip(i), ip(i + 1)]).and(match.udp.dport(i))).accept());
+    else if (k === 7) rules.push(rule(match.ip4.src(ip(i)).and(match.tcp.dport(i))).mark(i).accept());
+    else if (k === 8) rules.push(rule(match.ip4.src(ip(i)).and(match.ip.proto(i % 2 ? 6 : 17)).and(match.l4.dport(i))).drop());
+    else rules.push(rule(match.ip4.src('0.0.0.0/0').and(match.tcp.dport(i))).accept());
+  }
+  const defs = rules.map(ruleDef);
+  const fast = classifyRules(defs);
+  defs.forEach((d, i) => {
+    const { tupleIds: _ids, ...got } = fast[i]!;
+    assert.equal(got, classifyRule(d), `rule ${i}`);
+  });
+});
+
+test('isPlainValidRule is true only for rules validateDefinition finds nothing wrong with', () => {
+  const bad = (r: RuleDef, patch: Partial<RuleDef>) => ({ ...r, ...patch }) as RuleDef;
+  const r0 = ruleDef(rule(match.ip4.src('10.1.2.3').and(match.tcp.dport(22))).count().accept().named('ok'));
+  const cases: RuleDef[] = [
+    r0,
+    ruleDef(rule(match.ip4.src('10.0.0.0/8').and(match.udp.dport(range(1, 9)))).drop()),
+    bad(r0, { match: { kind: 'addr', field: 'ip4.src', cidrs: ['10.0.0.256'] } }),
+    bad(r0, { match: { kind: 'addr', field: 'ip4.src', cidrs: ['2001:db8::1'] } }),
+    bad(r0, { match: { kind: 'addr', field: 'ip4.src', cidrs: ['010.0.0.1'] } }),
+    bad(r0, { match: { kind: 'addr', field: 'ip4.src', cidrs: ['10.0.0.1/33'] } }),
+    bad(r0, { match: { kind: 'num', field: 'l4.dport', ranges: [[70000, 70000]] } }),
+    bad(r0, { match: { kind: 'num', field: 'l4.dport', ranges: [[9, 1]] } }),
+    bad(r0, { name: 'a\nb' }),
+    bad(r0, { actions: [{ kind: 'accept' }, { kind: 'count' }] }),
+  ];
+  for (const r of cases) {
+    const def = filter('t', { hook: 'tc-ingress' }, ({ chain }) => chain('c', {}, [])).toModel();
+    const full = validateDefinition({ ...def, chains: [{ ...def.chains[0]!, rules: [{ ...r, id: 0, index: 0, chain: 'c' }] }] });
+    if (isPlainValidRule(r)) assert.equal(full, [], `plain but invalid: ${JSON.stringify(r.match)}`);
+  }
+  assert.ok(isPlainValidRule(r0));
+  assert.not.ok(isPlainValidRule(cases[2]!));
 });
 
 test.run();

@@ -165,6 +165,23 @@ if (requireKernel('live rules: add, remove, replace')) {
         () => h.rules.update([{ op: 'add', rule: rule(match.tcp.dport(81)).drop().named('ok') }, { op: 'remove', rule: 'missing' }]),
         (e: unknown) => e instanceof TsbpfError,
       );
+      // addMany: one bad rule among plain ones (the fast validation must not let it through), named with where it was written.
+      const plain = (i: number) => rule(match.ip4.src(`10.7.${i >> 8}.${i & 255}` as Ip).and(match.tcp.dport(1000 + i))).accept().named(`p${i}`);
+      const bads: Array<[RuleLike, RegExp, string]> = [
+        [rule(match.ip4.src('10.7.0.1').and(match.tcp.dport(70000))).accept().named('bad'), /70000/, 'bad'],
+        [rule(match.ip4.src('10.7.0.256' as Ip).and(match.tcp.dport(80))).accept().named('bad'), /10\.7\.0\.256/, 'bad'],
+        [rule(match.ip4.src('2001:db8::1' as Ip).and(match.tcp.dport(80))).accept().named('bad'), /IPv6/, 'bad'],
+        [rule(match.tcp.dport(80)).drop().named('p3'), /named 'p3' already/, 'p3'],
+      ];
+      for (const [bad, message, name] of bads) {
+        const batch = [...Array.from({ length: 300 }, (_, i) => plain(i)), bad, plain(300)];
+        assert.throws(
+          () => h.rules.addMany(batch, { position: { before: 'http' } }),
+          (e: unknown) => e instanceof DslError && message.test(e.message) && e.rule === name && e.source !== undefined,
+          `${message}`,
+        );
+        assert.is(h.rules.size, 303, 'no rule of the batch was added');
+      }
       assert.is(JSON.stringify(h.definition.chains), before);
       agrees(h, 'unchanged', probe);
     } finally {
