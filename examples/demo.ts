@@ -19,7 +19,7 @@ async function main(): Promise<number> {
   }
   let topo: PairTopology | undefined;
   const servers: Server[] = [];
-  const fw = webFirewall({ adminNet: '10.200.0.0/16' });
+  const fw = webFirewall({ adminNet: '192.168.200.0/24' }); // never the pair's 10.x.y.0/24: ssh from the client is denied
   say('compiling examples/firewall.ts (TypeScript -> C -> clang -target bpf) and loading it ...');
   const started = Date.now();
   const f = load(fw);

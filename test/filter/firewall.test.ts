@@ -40,7 +40,7 @@ if (requireKernel('filter: web firewall through real traffic')) {
 
   test('allowed TCP connects, other TCP is refused with a RST, blocked sources are dropped, counters match', async () => {
     let topo: PairTopology | undefined;
-    const f = load(webFirewall({ adminNet: '10.250.0.0/16' }));
+    const f = load(webFirewall({ adminNet: '192.168.250.0/24' }) /* never the pair's 10.x.y.0/24 */);
     const servers: Array<{ stop(): void }> = [];
     try {
       topo = createPair();
