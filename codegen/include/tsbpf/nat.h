@@ -449,14 +449,17 @@ static long tsbpf_nat_match_cb(__u32 i, void *data)
 	return 1;
 }
 
-/* Index + 1 of the first matching rule among the first n, 0 when none. */
-static __always_inline __u32 tsbpf_nat_match(const struct tsbpf_tuple *x, __u32 ifindex, __u32 kinds, __u32 n)
+/* The first rule of `kinds` among the first n that matches x (its index in *index), NULL when none. */
+static __always_inline struct tsbpf_nat_rule *tsbpf_nat_find(const struct tsbpf_tuple *x, __u32 ifindex, __u32 kinds, __u32 n, __u32 *index)
 {
 	struct tsbpf_nat_match_ctx c = { .x = x, .ifindex = ifindex, .kinds = kinds, .found = 0 };
 	if (n > TSBPF_NAT_RULES)
 		n = TSBPF_NAT_RULES;
 	bpf_loop(n, tsbpf_nat_match_cb, &c, 0);
-	return c.found;
+	if (!c.found)
+		return NULL;
+	*index = c.found - 1;
+	return bpf_map_lookup_elem(&tsbpf_nat_rules, index);
 }
 
 struct tsbpf_nat_probe_ctx {

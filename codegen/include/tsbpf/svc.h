@@ -279,14 +279,9 @@ full:
 static __always_inline int tsbpf_svc_snat(struct tsbpf_svc_scratch *s, const struct tsbpf_ct_config *cfg, struct tsbpf_tuple *x,
 					  const struct tsbpf_ct_key *pkey, __u32 ifindex, __u32 hash, __u64 now, __u32 *rule)
 {
-	__u32 found = tsbpf_nat_match(x, ifindex, (1u << TSBPF_NAT_SNAT) | (1u << TSBPF_NAT_MASQUERADE), cfg->nat_rules);
 	__u32 i;
-	struct tsbpf_nat_rule *r;
+	struct tsbpf_nat_rule *r = tsbpf_nat_find(x, ifindex, (1u << TSBPF_NAT_SNAT) | (1u << TSBPF_NAT_MASQUERADE), cfg->nat_rules, &i);
 
-	if (!found)
-		return 0;
-	i = found - 1;
-	r = bpf_map_lookup_elem(&tsbpf_nat_rules, &i);
 	if (!r)
 		return 0;
 	__u16 pmin, pmax;
@@ -305,14 +300,9 @@ static __always_inline int tsbpf_svc_snat(struct tsbpf_svc_scratch *s, const str
 /* Static DNAT rules for a new connection arriving on `ifindex`: 1 when one applied (x->dst/dport set). */
 static __always_inline int tsbpf_svc_dnat(const struct tsbpf_ct_config *cfg, struct tsbpf_tuple *x, __u32 ifindex, __u32 hash, __u32 *rule)
 {
-	__u32 found = tsbpf_nat_match(x, ifindex, 1u << TSBPF_NAT_DNAT, cfg->nat_rules);
 	__u32 i;
-	struct tsbpf_nat_rule *r;
+	struct tsbpf_nat_rule *r = tsbpf_nat_find(x, ifindex, 1u << TSBPF_NAT_DNAT, cfg->nat_rules, &i);
 
-	if (!found)
-		return 0;
-	i = found - 1;
-	r = bpf_map_lookup_elem(&tsbpf_nat_rules, &i);
 	if (!r)
 		return 0;
 	tsbpf_nat_dnat_to(x, r, hash);
