@@ -222,14 +222,7 @@ export class LiveRules {
       const names = this.#regenerate(ops, e.message);
       return { kind: 'reload', why: e.message, rules: names, ms: ms() };
     }
-    this.#def = undefined;
-    try {
-      this.#flush(p);
-    } catch (e) {
-      this.#regenerate([], `map update failed: ${(e as Error).message}`);
-      return { kind: 'reload', why: `map update failed: ${(e as Error).message}`, rules: p.names, ms: ms() };
-    }
-    return { kind: 'map', rules: p.names, ms: ms() };
+    return this.#commit(p, ms);
   }
 
   /** Remove a rule, by name or current id. */
@@ -260,13 +253,18 @@ export class LiveRules {
       const names = this.#regenerate(ops, e.message);
       return { kind: 'reload', why: e.message, rules: names, ms: ms() };
     }
+    return this.#commit(p, ms);
+  }
+
+  /** Write a plan to the maps; when that fails the maps may be half written, so regenerate from the state we meant. */
+  #commit(p: Pending, ms: () => number): RuleUpdate {
     this.#def = undefined;
     try {
       this.#flush(p);
     } catch (e) {
-      // The maps may be half written: regenerate from the state we meant.
-      this.#regenerate([], `map update failed: ${(e as Error).message}`);
-      return { kind: 'reload', why: `map update failed: ${(e as Error).message}`, rules: p.names, ms: ms() };
+      const why = `map update failed: ${(e as Error).message}`;
+      this.#regenerate([], why);
+      return { kind: 'reload', why, rules: p.names, ms: ms() };
     }
     return { kind: 'map', rules: p.names, ms: ms() };
   }
